@@ -1,0 +1,65 @@
+"""diffusion_edu: the companion package of the diffusion-edu course.
+
+Each module is one concept, read beside the chapter that derives it:
+``schedules`` and ``forward`` (01), ``nn``, ``train``, ``exact`` (02), ``unet`` (03), ``samplers`` (02, 04),
+``guidance`` (05), ``data``, ``metrics`` and ``viz`` throughout. The names below are the ones notebooks use.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from .data import digits, fashion_mnist, mnist, toy2d, TOY2D
+from .exact import GaussianMixture, gaussian, gaussian_flow_solution
+from .forward import eps_from_v, eps_from_x0, q_posterior, q_sample, v_target, x0_from_eps
+from .guidance import cfg
+from .metrics import frechet_distance, mmd, real_floor, sliced_wasserstein
+from .nn import MLPDenoiser, count_parameters, timestep_embedding
+from .samplers import (Step, ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, sample,
+                       timesteps)
+from .schedules import NoiseSchedule, cosine, get_schedule, linear, sigmoid
+from .train import EMA, TrainResult, as_eps_model, diffusion_loss, train
+from .unet import UNet
+from .viz import animate_trajectory, make_grid, plot_trajectory, scatter2d, show_images
+
+__version__ = "0.1.0"
+
+
+def device() -> torch.device:
+    """The best available device: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and PyTorch; returns a fresh ``torch.Generator`` seeded the same, for samplers."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def fast_mode() -> bool:
+    """True when ``DIFFUSION_EDU_FAST=1`` (set by ``make test``): notebooks then shrink step and sample counts."""
+    return os.environ.get("DIFFUSION_EDU_FAST", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+__all__ = [
+    "NoiseSchedule", "linear", "cosine", "sigmoid", "get_schedule",
+    "q_sample", "q_posterior", "x0_from_eps", "eps_from_x0", "v_target", "eps_from_v",
+    "GaussianMixture", "gaussian", "gaussian_flow_solution",
+    "MLPDenoiser", "UNet", "timestep_embedding", "count_parameters",
+    "diffusion_loss", "train", "TrainResult", "EMA", "as_eps_model",
+    "Step", "timesteps", "ddpm", "ddim", "euler", "heun", "dpm_solver_pp", "sample", "model_evaluations",
+    "cfg",
+    "toy2d", "TOY2D", "digits", "mnist", "fashion_mnist",
+    "sliced_wasserstein", "mmd", "frechet_distance", "real_floor",
+    "make_grid", "show_images", "scatter2d", "plot_trajectory", "animate_trajectory",
+    "device", "seed_everything", "fast_mode",
+]

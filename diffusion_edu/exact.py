@@ -1,0 +1,103 @@
+"""Exact denoisers: data whose noised marginals are known in closed form (chapters 02 and 04).
+
+For a Gaussian mixture p_0 = Σ_k w_k N(μ_k, s_k² I), the forward process keeps every component Gaussian:
+p_t = Σ_k w_k N(√ᾱ_t μ_k, (ᾱ_t s_k² + 1 − ᾱ_t) I). So the ideal ε-predictor, E[ε | x_t] = −√(1 − ᾱ_t) ∇ log p_t(x_t)
+(Vincent 2011; Song et al. 2021, Eq. 1 and §3), is a few lines. It is the "perfect network" of the course:
+samplers are tested with it (no training, no error but the sampler's own), and it is what training aims at.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .forward import check_batch, check_timesteps
+from .schedules import NoiseSchedule
+
+
+class GaussianMixture:
+    """An isotropic Gaussian mixture in D dimensions. Labels y pick a component (so it can be "conditional")."""
+
+    def __init__(self, means: Tensor, stds, weights=None):
+        self.means = torch.as_tensor(means, dtype=torch.float64)  # (K, D)
+        if self.means.ndim != 2:
+            raise ValueError(f"means must have shape (K, D), got {tuple(self.means.shape)}")
+        K = len(self.means)
+        self.stds = torch.as_tensor(stds, dtype=torch.float64).expand(K).clone()  # (K,)
+        self.weights = (torch.full((K,), 1 / K, dtype=torch.float64) if weights is None
+                        else torch.as_tensor(weights, dtype=torch.float64))
+        if (self.stds <= 0).any() or (self.weights < 0).any() or self.weights.shape != (K,):
+            raise ValueError("stds must be positive and weights non-negative, one per component")
+        self.weights = self.weights / self.weights.sum()
+        self.num_classes = K
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """n samples and the component each came from: ((n, D) float32, (n,) int64)."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        return (self.means[k] + self.stds[k, None] * z).float(), k
+
+    def log_prob(self, x: Tensor, abar: float = 1.0) -> Tensor:
+        """log p_t(x) of the marginal with signal level ᾱ (ᾱ = 1: the data itself). (B, D) → (B,)."""
+        return self._log_joint(x.double(), abar, None).logsumexp(dim=1).to(x.dtype)
+
+    def responsibilities(self, x: Tensor, abar: float = 1.0) -> Tensor:
+        """p(k | x_t): the posterior weight of each component, the Bayes-optimal classifier. (B, D) → (B, K)."""
+        return self._log_joint(x.double(), abar, None).softmax(dim=1)
+
+    def _log_joint(self, x: Tensor, abar: float | Tensor, y: Tensor | None) -> Tensor:
+        """log w_k + log N(x; √ᾱ μ_k, v_k I) for every component, (B, K); given y, only component y is kept."""
+        abar = torch.as_tensor(abar, dtype=torch.float64).reshape(-1, 1)  # (B or 1, 1)
+        var = abar * self.stds ** 2 + 1 - abar  # (B or 1, K)
+        sq = ((x[:, None, :] - abar.sqrt()[..., None] * self.means) ** 2).sum(-1)  # (B, K)
+        logp = self.weights.log() - 0.5 * sq / var - 0.5 * self.dim * (2 * math.pi * var).log()
+        if y is not None:
+            other = (torch.arange(self.num_classes) != y[:, None]) & (y[:, None] < self.num_classes)
+            logp = logp.masked_fill(other, -math.inf)  # y = K is the null label: the whole mixture
+        return logp
+
+    def eps(self, x: Tensor, abar: float | Tensor, y: Tensor | None = None) -> Tensor:
+        """E[ε | x_t] = √(1 − ᾱ) Σ_k r_k (x − √ᾱ μ_k) / v_k, r_k the posterior weight of component k."""
+        xd = x.double()
+        abar = torch.as_tensor(abar, dtype=torch.float64).reshape(-1, 1)  # (B or 1, 1)
+        r = self._log_joint(xd, abar, y).softmax(dim=1)  # (B, K), r_k = p(k | x_t, y)
+        var = abar * self.stds ** 2 + 1 - abar  # (B or 1, K)
+        diff = xd[:, None, :] - abar.sqrt()[..., None] * self.means  # (B, K, D)
+        return ((1 - abar).sqrt() * (r[..., None] * diff / var[..., None]).sum(1)).to(x.dtype)
+
+    def eps_model(self, schedule: NoiseSchedule):
+        """The exact ε-predictor as a course model: ``model(x, t, y=None)``, t integer timesteps of ``schedule``."""
+
+        def model(x: Tensor, t, y: Tensor | None = None) -> Tensor:
+            check_batch(x)
+            if x.ndim != 2 or x.shape[1] != self.dim:
+                raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
+            t = torch.as_tensor(t)
+            if t.is_floating_point():  # diffusers passes float timesteps that are whole numbers
+                t = t.round().long()
+            t = check_timesteps(t, schedule.T, x.shape[0])
+            return self.eps(x, schedule.alpha_bars[t], None if y is None else torch.as_tensor(y))
+
+        model.num_classes = self.num_classes
+        return model
+
+
+def gaussian(mean: Tensor, std: float) -> GaussianMixture:
+    """A single Gaussian N(mean, std² I): the one data set whose probability-flow ODE is solved in closed form."""
+    return GaussianMixture(torch.as_tensor(mean, dtype=torch.float64)[None], std)
+
+
+def gaussian_flow_solution(x_T: Tensor, abar_T: float, mean: Tensor, std: float) -> Tensor:
+    """x_0 reached by the exact probability-flow ODE from x_T, for data N(mean, std² I) (chapter 04).
+
+    In x̃ = x/√ᾱ coordinates the ODE dx̃/dσ = ε̂ keeps (x̃ − μ)/√(s² + σ²) constant, so
+    x_0 = μ + (x_T/√ᾱ_T − μ) · s / √(s² + σ_T²).
+    """
+    sigma_T = math.sqrt((1 - abar_T) / abar_T)
+    mean = torch.as_tensor(mean, dtype=x_T.dtype)
+    return mean + (x_T / math.sqrt(abar_T) - mean) * std / math.sqrt(std ** 2 + sigma_T ** 2)
