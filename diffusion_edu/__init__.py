@@ -2,7 +2,8 @@
 
 Each module is one concept, read beside the chapter that derives it:
 ``schedules`` and ``forward`` (01), ``nn``, ``train``, ``exact`` (02), ``unet`` (03), ``samplers`` (02, 04),
-``guidance`` (05), ``data``, ``metrics`` and ``viz`` throughout. The names below are the ones notebooks use.
+``guidance`` (05), ``likelihood`` (04), ``data``, ``metrics`` and ``viz`` throughout; ``evaluate`` and
+``pretrained`` hold the digits metrics and the shipped checkpoints, ``bench`` the benchmark report. The names below are the ones notebooks use.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .data import digits, fashion_mnist, mnist, toy2d, TOY2D
 from .exact import GaussianMixture, gaussian, gaussian_flow_solution
 from .forward import eps_from_v, eps_from_x0, q_posterior, q_sample, v_target, x0_from_eps
 from .guidance import cfg
+from .likelihood import log_likelihood
 from .metrics import frechet_distance, mmd, real_floor, sliced_wasserstein
 from .nn import MLPDenoiser, count_parameters, timestep_embedding
 from .samplers import (Step, ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, sample,
@@ -57,7 +59,7 @@ __all__ = [
     "MLPDenoiser", "UNet", "timestep_embedding", "count_parameters",
     "diffusion_loss", "train", "TrainResult", "EMA", "as_eps_model",
     "Step", "timesteps", "ddpm", "ddim", "euler", "heun", "dpm_solver_pp", "sample", "model_evaluations",
-    "cfg",
+    "cfg", "log_likelihood",
     "toy2d", "TOY2D", "digits", "mnist", "fashion_mnist",
     "sliced_wasserstein", "mmd", "frechet_distance", "real_floor",
     "make_grid", "show_images", "scatter2d", "plot_trajectory", "animate_trajectory",

@@ -104,9 +104,14 @@ class TrainResult:
 def train(model: nn.Module, data: Tensor, schedule: NoiseSchedule, *, steps: int = 2000, batch_size: int = 256,
           lr: float = 2e-3, objective: str = "eps", labels: Tensor | None = None, p_uncond: float = 0.0,
           ema_decay: float = 0.999, warmup: int = 100, weight_decay: float = 0.0, seed: int = 0,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, callback: Callable[[int, TrainResult], None] | None = None,
+          callback_every: int = 100) -> TrainResult:
     """Train ``model`` on ``data`` (all examples, (N, …)) with AdamW, a linear warm-up then cosine decay of the
-    learning rate, and EMA weights; chapter 02. Seeded: the same seed gives the same weights on a CPU."""
+    learning rate, and EMA weights; chapter 02. Seeded: the same seed gives the same weights on a CPU.
+
+    ``callback(step, result)`` runs every ``callback_every`` steps with the result so far (to log or evaluate;
+    its time is not counted in ``result.seconds``).
+    """
     check_batch(data, "data")
     _check_objective(objective)
     if labels is not None and len(labels) != len(data):
@@ -122,8 +127,9 @@ def train(model: nn.Module, data: Tensor, schedule: NoiseSchedule, *, steps: int
     lr_at = lambda n: min(1.0, (n + 1) / warm) * 0.5 * (1 + math.cos(math.pi * n / steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     ema = EMA(model, ema_decay)
-    losses, start = [], time.perf_counter()
-    for _ in tqdm(range(steps), desc="training", disable=not progress, mininterval=1.0):
+    result = TrainResult(model, ema.model)
+    start = time.perf_counter()
+    for step in tqdm(range(1, steps + 1), desc="training", disable=not progress, mininterval=1.0):
         idx = torch.randint(0, len(data), (min(batch_size, len(data)),), generator=generator)
         y = None if labels is None else labels[idx].to(device)
         loss = diffusion_loss(model, data[idx].to(device), schedule, objective, y, p_uncond, generator)
@@ -132,6 +138,12 @@ def train(model: nn.Module, data: Tensor, schedule: NoiseSchedule, *, steps: int
         opt.step()
         sched.step()
         ema.update(model)
-        losses.append(loss.item())
+        result.losses.append(loss.item())
+        if callback is not None and step % callback_every == 0:
+            result.seconds += time.perf_counter() - start
+            callback(step, result)
+            model.train()
+            start = time.perf_counter()
+    result.seconds += time.perf_counter() - start
     model.eval()
-    return TrainResult(model, ema.model, losses, time.perf_counter() - start)
+    return result

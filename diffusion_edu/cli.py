@@ -1,0 +1,37 @@
+"""The ``diffusion-edu`` command: ``pretrain NAME`` runs a checkpoint recipe, ``bench`` writes the benchmark report."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import pretrained
+
+    parser = argparse.ArgumentParser(prog="diffusion-edu", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pretrain", help="train a checkpoint from its recipe and record it in the manifest")
+    p.add_argument("names", nargs="+", metavar="NAME", help=f"one of {', '.join(sorted(pretrained.RECIPES))}, or all")
+    p.add_argument("--out", default=str(pretrained.WEIGHTS), help="folder for the weights (default: the package's)")
+    b = sub.add_parser("bench", help="measure quality and speed, write docs/BENCHMARKS.md and its JSON")
+    b.add_argument("--quick", action="store_true", help="a smoke run of under a minute (small counts)")
+    b.add_argument("--out", default="docs/BENCHMARKS.md", help="the Markdown report; the JSON goes beside it")
+    args = parser.parse_args(argv)
+
+    if args.command == "pretrain":
+        names = sorted(pretrained.RECIPES) if args.names == ["all"] else args.names
+        unknown = [n for n in names if n not in pretrained.RECIPES]
+        if unknown:
+            parser.error(f"unknown recipe {unknown[0]!r}; choose from {sorted(pretrained.RECIPES)} or all")
+        for name in names:
+            entry = pretrained.pretrain(name, args.out)
+            print(f"{name}: {entry['file']} in {entry['recipe_seconds']} s, sha256 {entry['sha256'][:12]}…")
+    else:
+        from . import bench
+
+        bench.run(quick=args.quick, out=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Pretrained checkpoints: recipes that make them, and a loader that checks them (chapters 03–05).
+
+Each checkpoint is one file in ``diffusion_edu/weights/`` (shipped as package data, so a wheel or a Colab
+install has it) plus an entry in ``weights/manifest.json``: its SHA-256, the recipe that made it (re-run with
+``diffusion-edu pretrain NAME``), the network's configuration, its training time and quality figures.
+``load(NAME)`` verifies the checksum, loads with ``torch.load(..., weights_only=True)`` and turns a missing
+or corrupt file into a ``CheckpointError`` that names the recipe to re-run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from . import evaluate
+from .data import digits, toy2d, TOY2D
+from .metrics import real_floor, sliced_wasserstein
+from .nn import MLPDenoiser
+from .samplers import dpm_solver_pp, sample
+from .schedules import NoiseSchedule, get_schedule
+from .train import as_eps_model, train
+from .unet import UNet
+
+WEIGHTS = Path(__file__).parent / "weights"
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt or unknown; the message says which recipe makes it."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the network (eval mode), and for denoisers the schedule and objective it was trained with."""
+
+    name: str
+    model: nn.Module
+    info: dict = field(default_factory=dict)
+    schedule: NoiseSchedule | None = None
+    objective: str | None = None
+
+    @property
+    def eps_model(self):
+        """The network as an ε-predictor, what every sampler expects."""
+        if self.schedule is None:
+            raise AttributeError(f"{self.name} is not a denoiser")
+        return as_eps_model(self.model, self.schedule, self.objective)
+
+
+# ----------------------------------------------------------------------------------------------- recipes
+# A recipe trains one network from a fixed seed and returns it with its configuration and figures.
+
+# Chosen by measurement (docs/BENCHMARKS.md): with 1200 steps (~75 s on 2 cores), cosine + v-prediction reaches
+# FDD ≈ 1.0× floor with DPM-Solver++ at 10–20 steps; linear + ε 1.4× / 1.0×, linear + v 1.6× / 1.1×, and
+# cosine + ε diverges: ᾱ_{T−1} ≈ 2e-9 there, so x̂_0 = (x − √(1−ᾱ) ε̂)/√ᾱ multiplies ε̂'s error by 2e4.
+DIGITS_UNET = dict(channels=(32, 64, 64), attention_levels=(-1,))
+DIGITS_TRAINING = dict(steps=1200, batch_size=128, lr=2e-3, objective="v", warmup=100)
+DIGITS_SCHEDULE = "cosine"
+DIGITS_P_UNCOND = 0.1  # label dropout of the conditional model (Ho & Salimans 2022 use 0.1–0.2)
+
+
+def _digits_unet(name: str, conditional: bool) -> tuple[nn.Module, dict]:
+    x, y = digits("train")
+    config = dict(DIGITS_UNET, num_classes=10 if conditional else None)
+    torch.manual_seed(0)
+    model = UNet(**config)
+    extra = dict(labels=y, p_uncond=DIGITS_P_UNCOND) if conditional else {}
+    result = train(model, x, get_schedule(DIGITS_SCHEDULE), seed=0, progress=False, **DIGITS_TRAINING, **extra)
+    training = dict(DIGITS_TRAINING, p_uncond=DIGITS_P_UNCOND) if conditional else DIGITS_TRAINING
+    return result.ema, dict(kind="unet", config=config, schedule=DIGITS_SCHEDULE,
+                            objective=DIGITS_TRAINING["objective"], training=training,
+                            train_seconds=round(result.seconds, 1))
+
+
+def _classifier(name: str) -> tuple[nn.Module, dict]:
+    start = time.perf_counter()
+    model, acc = evaluate.train_classifier(seed=0)
+    return model, dict(kind="classifier", config={}, train_seconds=round(time.perf_counter() - start, 1),
+                       test_accuracy=round(acc, 4))
+
+
+TOY_MLP = dict(hidden=256, depth=4)  # swiss_roll needs the width: 128×3 reaches 1.5× floor only after 8000 steps
+TOY_TRAINING = dict(steps=6000, batch_size=256, lr=2e-3, objective="eps", warmup=100)
+TOY_SCHEDULE = "linear"
+TOY_EVAL = dict(n=2000, steps=50)  # DPM-Solver++ steps: at 20, eight_gaussians' sharp modes leave stragglers
+
+
+def _toy(name: str) -> tuple[nn.Module, dict]:
+    data_name = name.removeprefix("toy-")
+    torch.manual_seed(0)
+    model = MLPDenoiser(**TOY_MLP)
+    result = train(model, toy2d(data_name, 8000, seed=0), get_schedule(TOY_SCHEDULE), seed=0, progress=False,
+                   **TOY_TRAINING)
+    schedule = get_schedule(TOY_SCHEDULE)
+    return result.ema, dict(kind="mlp", config=TOY_MLP, schedule=TOY_SCHEDULE, objective="eps",
+                            training=TOY_TRAINING, train_seconds=round(result.seconds, 1),
+                            sw_ratio=round(toy_sw_ratio(result.ema, schedule, data_name), 3))
+
+
+def toy_sw_ratio(model, schedule: NoiseSchedule, data_name: str, n: int = TOY_EVAL["n"]) -> float:
+    """Sliced Wasserstein / its real floor for a toy model: n samples (DPM-Solver++, TOY_EVAL steps), fixed seeds."""
+    x = sample(dpm_solver_pp, model, torch.randn(n, 2, generator=torch.Generator().manual_seed(1)), schedule,
+               TOY_EVAL["steps"])
+    floor = real_floor(sliced_wasserstein, lambda m, seed: toy2d(data_name, m, seed + 100), n)
+    return sliced_wasserstein(x, toy2d(data_name, n, 7)) / floor
+
+
+RECIPES: dict[str, Callable[[str], tuple[nn.Module, dict]]] = {
+    "digits-uncond": lambda name: _digits_unet(name, conditional=False),
+    "digits-cond": lambda name: _digits_unet(name, conditional=True),
+    "digits-classifier": _classifier,
+    **{f"toy-{d}": _toy for d in TOY2D},
+}
+
+
+def pretrain(name: str, out: Path = WEIGHTS) -> dict:
+    """Run recipe ``name``, save its weights under ``out`` and record them in the manifest; returns the entry."""
+    if name not in RECIPES:
+        raise ValueError(f"name must be one of {sorted(RECIPES)}, got {name!r}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model, info = RECIPES[name](name)
+    path = out / f"{name}.pt"
+    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    entry = dict(info, file=path.name, sha256=_sha256(path), recipe=f"diffusion-edu pretrain {name}",
+                 recipe_seconds=round(time.perf_counter() - start, 1), torch=torch.__version__,
+                 machine=f"{platform.machine()}, {torch.get_num_threads()} threads",
+                 made=time.strftime("%Y-%m-%d"))
+    manifest = _manifest(out)
+    manifest[name] = entry
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return entry
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+def load(name: str, root: Path = WEIGHTS, device: torch.device | str = "cpu") -> Checkpoint:
+    """Load checkpoint ``name`` after verifying its SHA-256; errors name the recipe that makes it."""
+    root = Path(root)
+    manifest = _manifest(root)
+    if name not in manifest:
+        known = sorted(manifest) or "none"
+        raise CheckpointError(f"no checkpoint named {name!r} in {root / MANIFEST} (available: {known}); "
+                              f"recipes: {sorted(RECIPES)}")
+    entry = manifest[name]
+    path, fix = root / entry["file"], f"re-run `{entry['recipe']}` to make it again"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {name!r} is missing: {path} does not exist; {fix}")
+    if _sha256(path) != entry["sha256"]:
+        raise CheckpointError(f"checkpoint {name!r} is corrupt: {path} does not match its SHA-256 "
+                              f"in the manifest; {fix}")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a file that hashes right but will not load: a manifest written by hand
+        raise CheckpointError(f"checkpoint {name!r} could not be loaded from {path} ({err}); {fix}") from err
+    model = _build(entry)
+    model.load_state_dict(state)
+    model.to(device).eval().requires_grad_(False)
+    schedule = get_schedule(entry["schedule"]) if "schedule" in entry else None
+    return Checkpoint(name, model, entry, schedule, entry.get("objective"))
+
+
+def available(root: Path = WEIGHTS) -> list[str]:
+    """Names of the checkpoints in the manifest."""
+    return sorted(_manifest(Path(root)))
+
+
+def _build(entry: dict) -> nn.Module:
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()}
+    return {"unet": UNet, "mlp": MLPDenoiser, "classifier": evaluate.DigitsClassifier}[entry["kind"]](**config)
+
+
+def _manifest(root: Path) -> dict:
+    path = root / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
