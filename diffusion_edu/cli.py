@@ -1,4 +1,5 @@
-"""The ``diffusion-edu`` command: ``pretrain NAME`` runs a checkpoint recipe, ``bench`` writes the benchmark report."""
+"""The ``diffusion-edu`` command: ``pretrain NAME`` runs a checkpoint recipe, ``bench`` writes the benchmark
+report; for authors, ``exercises`` generates the hand-outs from the solutions and ``stamp`` the Colab cells."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="measure quality and speed, write docs/BENCHMARKS.md and its JSON")
     b.add_argument("--quick", action="store_true", help="a smoke run of under a minute (small counts)")
     b.add_argument("--out", default="docs/BENCHMARKS.md", help="the Markdown report; the JSON goes beside it")
+    e = sub.add_parser("exercises", help="generate exercises/ from solutions/ (authors)")
+    e.add_argument("--check", action="store_true", help="write nothing; fail if any exercise differs")
+    sub.add_parser("stamp", help="rewrite every notebook's Colab badge and set-up cell from pyproject.toml")
     args = parser.parse_args(argv)
 
     if args.command == "pretrain":
@@ -26,10 +30,21 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             entry = pretrained.pretrain(name, args.out)
             print(f"{name}: {entry['file']} in {entry['recipe_seconds']} s, sha256 {entry['sha256'][:12]}…")
-    else:
+    elif args.command == "bench":
         from . import bench
 
         bench.run(quick=args.quick, out=args.out)
+    elif args.command == "exercises":
+        from . import authoring
+
+        drifted = authoring.exercises(check=args.check)
+        verb = "differ from their solutions" if args.check else "written"
+        print(f"{len(drifted)} exercise notebook(s) {verb}: {', '.join(drifted) or 'none'}")
+        return 1 if args.check and drifted else 0
+    else:
+        from . import authoring
+
+        print("stamped:", ", ".join(authoring.stamp_all()) or "nothing changed")
     return 0
 
 

@@ -1,0 +1,96 @@
+"""Checks for the exercises: each tests a learner's function numerically and says, in plain words, what is wrong.
+
+A check is a function ``check_<task>(learner_fn) -> Result``, written with the ``@checker("task")`` decorator
+around a body that raises ``CheckFailed("your variance is off by a factor ᾱ_t")`` on the first problem it
+finds. The decorator turns the outcome into a ``Result``: passed, failed (with the message), not done (the
+learner's function still raises ``NotImplementedError``) or error (it crashed; the message says how). The
+latest result of every task in a kernel is kept in ``RESULTS``, for graders. Checks of chapter NN live in
+``checks/chNN.py`` and are re-exported here.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+STATUSES = ("passed", "failed", "not done", "error")
+SYMBOLS = {"passed": "✅", "failed": "❌", "not done": "⏳", "error": "💥"}
+
+
+class CheckFailed(AssertionError):
+    """Raised by a check's body: the message is what the learner reads."""
+
+
+@dataclass(frozen=True)
+class Result:
+    """The outcome of one check."""
+
+    task: str
+    status: str  # one of STATUSES
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.status == "passed"
+
+    def __str__(self) -> str:
+        return f"{SYMBOLS[self.status]} {self.task}: {self.status}. {self.message}"
+
+
+RESULTS: dict[str, Result] = {}
+
+
+def checker(task: str) -> Callable:
+    """Make a check function from a body that raises ``CheckFailed``; see the module docstring."""
+
+    def decorate(body: Callable) -> Callable[..., Result]:
+        @functools.wraps(body)
+        def check(*args, **kwargs) -> Result:
+            try:
+                body(*args, **kwargs)
+                result = Result(task, "passed", "Well done.")
+            except NotImplementedError:
+                result = Result(task, "not done", "Your function still raises NotImplementedError: "
+                                                  "replace `raise NotImplementedError()` with your code.")
+            except CheckFailed as failure:
+                result = Result(task, "failed", str(failure))
+            except Exception as err:  # the learner's code crashed: say how, don't crash the notebook
+                result = Result(task, "error", f"Your code raised {type(err).__name__}: {err}")
+            RESULTS[task] = result
+            print(result)
+            return result
+
+        check.task = task
+        return check
+
+    return decorate
+
+
+def expect(condition: bool, message: str) -> None:
+    """Raise ``CheckFailed(message)`` unless ``condition``."""
+    if not condition:
+        raise CheckFailed(message)
+
+
+def expect_tensor(value, shape: tuple, name: str) -> Tensor:
+    """The learner returned a tensor of the expected shape (else a plain-words failure)."""
+    expect(isinstance(value, Tensor), f"{name} should be a torch.Tensor, but it is a {type(value).__name__}.")
+    expect(tuple(value.shape) == tuple(shape), f"{name} should have shape {tuple(shape)}, got {tuple(value.shape)}.")
+    expect(bool(torch.isfinite(value).all()), f"{name} contains NaN or inf.")
+    return value
+
+
+def close(a: Tensor, b: Tensor, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    return bool(torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol))
+
+
+def ratio(a: Tensor, b: Tensor) -> float | None:
+    """The constant c with a ≈ c·b, if there is one (used to name "off by a factor" mistakes), else None."""
+    a, b = a.double().flatten(), b.double().flatten()
+    mask = b.abs() > 1e-8
+    if not mask.any():
+        return None
+    r = a[mask] / b[mask]
+    return float(r.mean()) if float(r.std()) < 1e-4 * max(1.0, abs(float(r.mean()))) else None
