@@ -26,6 +26,7 @@ from .schedules import NoiseSchedule, cosine, get_schedule, linear, sigmoid
 from .train import EMA, TrainResult, as_eps_model, diffusion_loss, train
 from .unet import UNet
 from .viz import animate_trajectory, make_grid, plot_trajectory, scatter2d, show_images
+from . import evaluate, pretrained  # noqa: E402  (de.pretrained.load, de.evaluate.fdd in notebooks)
 
 __version__ = "0.1.0"
 
@@ -63,5 +64,5 @@ __all__ = [
     "toy2d", "TOY2D", "digits", "mnist", "fashion_mnist",
     "sliced_wasserstein", "mmd", "frechet_distance", "real_floor",
     "make_grid", "show_images", "scatter2d", "plot_trajectory", "animate_trajectory",
-    "device", "seed_everything", "fast_mode",
+    "device", "seed_everything", "fast_mode", "evaluate", "pretrained",
 ]

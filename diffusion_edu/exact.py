@@ -80,8 +80,10 @@ class GaussianMixture:
             t = torch.as_tensor(t)
             if t.is_floating_point():  # diffusers passes float timesteps that are whole numbers
                 t = t.round().long()
-            t = check_timesteps(t, schedule.T, x.shape[0])
-            return self.eps(x, schedule.alpha_bars[t], None if y is None else torch.as_tensor(y))
+            t = check_timesteps(t, schedule.T, x.shape[0]).cpu()
+            y_cpu = None if y is None else torch.as_tensor(y).cpu()
+            # float64 on the CPU (MPS has no float64; the mixture is tiny), then back to x's device
+            return self.eps(x.cpu(), schedule.alpha_bars[t], y_cpu).to(x.device)
 
         model.num_classes = self.num_classes
         return model

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 
-def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0, dtype: torch.dtype = torch.float32) -> Tensor:
     """Sinusoidal embedding of timesteps: [cos(t ω_i), sin(t ω_i)], ω_i = max_period^(−i/(dim/2)).
 
     Vaswani et al. (2017), §3.5, as used for t by Ho et al. (2020), Appendix B; chapter 03. (B,) → (B, dim).
@@ -21,8 +21,8 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Ten
     if dim % 2:
         raise ValueError(f"dim must be even, got {dim}")
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)  # (half,)
-    angles = t.float()[:, None] * freqs[None]  # (B, half)
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=dtype) / half)  # (half,)
+    angles = t.to(dtype)[:, None] * freqs[None]  # (B, half)
     return torch.cat([angles.cos(), angles.sin()], dim=-1)  # (B, dim)
 
 
@@ -37,7 +37,7 @@ class TimeEmbedding(nn.Module):
         self.out_dim = hidden
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(timestep_embedding(t, self.dim))  # (B, out_dim)
+        return self.mlp(timestep_embedding(t, self.dim, dtype=self.mlp[0].weight.dtype))  # (B, out_dim)
 
 
 class LabelEmbedding(nn.Module):
@@ -110,5 +110,5 @@ class MLPDenoiser(nn.Module):
 
 
 def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Number of parameters (frozen ones included: a loaded checkpoint has the same count as a fresh model)."""
+    return sum(p.numel() for p in model.parameters())

@@ -94,3 +94,9 @@ def ratio(a: Tensor, b: Tensor) -> float | None:
         return None
     r = a[mask] / b[mask]
     return float(r.mean()) if float(r.std()) < 1e-4 * max(1.0, abs(float(r.mean()))) else None
+
+from .ch01 import check_alpha_bars_from_betas, check_cosine_alpha_bars, check_forward_step, check_q_sample, check_snr  # noqa: E402,F401
+from .ch05 import check_cfg_eps, check_classifier_guidance_eps, check_drop_labels, check_guided_model  # noqa: E402,F401
+from .ch03 import check_attention, check_eps_from_v_abar, check_resblock_forward, check_sinusoidal_embedding, check_v_target_abar  # noqa: E402,F401
+from .ch02 import check_ddpm_loss, check_ddpm_sampler, check_ddpm_step, check_posterior_mean_var, check_predict_x0  # noqa: E402,F401
+from .ch04 import check_ddim_step, check_dpm_solver_pp_2m_step, check_euler_step, check_heun_step  # noqa: E402,F401
