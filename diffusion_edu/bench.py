@@ -71,7 +71,7 @@ def guidance_sweep(ckpt, classifier, floor: float, n: int) -> list[dict]:
 def training_curve(classifier, floor: float, n: int, every: int, steps: int | None = None) -> list[dict]:
     """Re-run the unconditional recipe, evaluating the EMA model every ``every`` steps (DPM-Solver++, 20 steps)."""
     from .schedules import get_schedule
-    from .train import train
+    from .train import as_eps_model, train
     from .unet import UNet
 
     x, _ = digits("train")
@@ -80,12 +80,12 @@ def training_curve(classifier, floor: float, n: int, every: int, steps: int | No
     curve = []
 
     def evaluate_now(step, result):
-        xs = sample(dpm_solver_pp, result.ema, x_T, schedule, 20)
+        xs = sample(dpm_solver_pp, as_eps_model(result.ema, schedule, recipe["objective"]), x_T, schedule, 20)
         curve.append(dict(step=step, train_seconds=round(result.seconds, 1),
                           fdd_ratio=round(evaluate.fdd(classifier, xs) / floor, 3)))
 
-    torch.manual_seed(0)
     recipe = dict(pretrained.DIGITS_TRAINING, **({"steps": steps} if steps else {}))
+    torch.manual_seed(0)
     train(UNet(**pretrained.DIGITS_UNET), x, schedule, seed=0, progress=False, callback=evaluate_now,
           callback_every=every, **recipe)
     return curve
