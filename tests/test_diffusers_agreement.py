@@ -27,13 +27,18 @@ COMMON = dict(num_train_timesteps=T, beta_start=1e-4, beta_end=0.02, beta_schedu
               timestep_spacing="trailing")
 
 
-@pytest.fixture(scope="module")
-def setup():
+def make_setup():
+    """The schedule, the exact mixture ε and x_T shared by every comparison (also used by diffusion_edu.bench)."""
     schedule = de.linear(T)
     gmm = de.GaussianMixture(torch.tensor([[-1.5, 0.5], [1.0, 1.0], [0.5, -1.5]]), [0.3, 0.2, 0.4],
                              weights=[0.5, 0.3, 0.2])
     x_T = torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     return schedule, gmm.eps_model(schedule), x_T
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return make_setup()
 
 
 def run_diffusers(scheduler, model, x_T, steps, generator=None, sigma_space=False, **step_kw):
