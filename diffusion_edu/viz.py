@@ -95,7 +95,7 @@ def plot_trajectory(steps: Sequence, ax: Axes | None = None, n_paths: int = 8,
             axes[i, j].set_xticks([])
             axes[i, j].set_yticks([])
         axes[0, j].set_title(f"t = {int(s.t)}", fontsize="small")
-    axes[0, 0].set_ylabel("sample $x_t$")
+    axes[0, 0].set_ylabel("sample after\nthe update")  # Step.x: where the step at t lands
     axes[1, 0].set_ylabel(r"prediction $\hat{x}_0$")
     fig.suptitle(f"Sampling the first image over {len(steps)} steps")
     fig.tight_layout()
