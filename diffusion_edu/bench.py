@@ -48,8 +48,9 @@ def digits_table(ckpt, classifier, floor: float, n: int, nfes, with_ddpm1000: bo
         nfe = model_evaluations(sampler, steps)
         start = time.perf_counter()
         x = sample(sampler, model, x_T, ckpt.schedule, steps, y=y, generator=torch.Generator().manual_seed(2))
-        row = dict(sampler=sampler.__name__, nfe=nfe, steps=steps, seconds=round(time.perf_counter() - start, 2),
-                   fdd=round(evaluate.fdd(classifier, x), 3), fdd_ratio=round(evaluate.fdd(classifier, x) / floor, 3))
+        seconds, distance = round(time.perf_counter() - start, 2), evaluate.fdd(classifier, x)
+        row = dict(sampler=sampler.__name__, nfe=nfe, steps=steps, seconds=seconds,
+                   fdd=round(distance, 3), fdd_ratio=round(distance / floor, 3))
         if y is not None:
             row["accuracy"] = round(evaluate.conditional_accuracy(classifier, x, y), 4)
         rows.append(row)

@@ -96,9 +96,8 @@ def _toy(name: str) -> tuple[nn.Module, dict]:
     data_name = name.removeprefix("toy-")
     torch.manual_seed(0)
     model = MLPDenoiser(**TOY_MLP)
-    result = train(model, toy2d(data_name, 8000, seed=0), get_schedule(TOY_SCHEDULE), seed=0, progress=False,
-                   **TOY_TRAINING)
     schedule = get_schedule(TOY_SCHEDULE)
+    result = train(model, toy2d(data_name, 8000, seed=0), schedule, seed=0, progress=False, **TOY_TRAINING)
     return result.ema, dict(kind="mlp", config=TOY_MLP, schedule=TOY_SCHEDULE, objective="eps",
                             training=TOY_TRAINING, train_seconds=round(result.seconds, 1),
                             sw_ratio=round(toy_sw_ratio(result.ema, schedule, data_name), 3))
