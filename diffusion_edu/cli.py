@@ -1,5 +1,6 @@
 """The ``diffusion-edu`` command: ``pretrain NAME`` runs a checkpoint recipe, ``bench`` writes the benchmark
-report; for authors, ``exercises`` generates the hand-outs from the solutions and ``stamp`` the Colab cells."""
+report; for teachers, ``grade`` grades a class's exercise notebooks into a CSV; for authors, ``exercises``
+generates the hand-outs from the solutions and ``stamp`` the Colab cells."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("exercises", help="generate exercises/ from solutions/ (authors)")
     e.add_argument("--check", action="store_true", help="write nothing; fail if any exercise differs")
     sub.add_parser("stamp", help="rewrite every notebook's Colab badge and set-up cell from pyproject.toml")
+    g = sub.add_parser("grade", help="grade submitted exercise notebooks, one fresh kernel each, into a CSV")
+    g.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="notebooks, or folders holding them")
+    g.add_argument("--assignment", required=True, metavar="NN", help="the chapter handed out: 01, 02, … or its name")
+    g.add_argument("--out", required=True, metavar="CSV", help="the grades, one row per submission")
+    g.add_argument("--jobs", type=int, default=1, metavar="N", help="submissions graded in parallel (default 1)")
+    g.add_argument("--exercises", metavar="DIR", help="the official hand-outs (default: the course's exercises/)")
+    g.add_argument("--cell-timeout", type=float, default=120, metavar="S", help="seconds per cell (default 120)")
+    g.add_argument("--notebook-timeout", type=float, default=900, metavar="S",
+                   help="seconds per notebook (default 900)")
+    g.add_argument("--memory-mb", type=int, default=4096, metavar="MB", help="address-space cap per notebook "
+                   "(default 4096)")
+    g.add_argument("--full", action="store_true", help="run the notebooks in full mode, not fast mode "
+                   "(the checks are the same; the demos take longer)")
+    g.add_argument("--feedback", metavar="DIR", help="also write each executed notebook there, for the learner")
     args = parser.parse_args(argv)
 
     if args.command == "pretrain":
@@ -41,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         verb = "differ from their solutions" if args.check else "written"
         print(f"{len(drifted)} exercise notebook(s) {verb}: {', '.join(drifted) or 'none'}")
         return 1 if args.check and drifted else 0
+    elif args.command == "grade":
+        from . import grade
+
+        try:
+            limits = grade.Limits(args.cell_timeout, args.notebook_timeout, args.memory_mb, fast=not args.full)
+            rows = grade.grade(args.submissions, args.assignment, args.out, jobs=args.jobs, limits=limits,
+                               exercises=args.exercises, feedback=args.feedback)
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(str(err))
+        graded = sum(r["status"] == "graded" for r in rows)
+        print(f"{len(rows)} submission(s), {graded} graded in full, {len(rows) - graded} with a note: {args.out}")
     else:
         from . import authoring
 

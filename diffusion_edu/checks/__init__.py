@@ -4,12 +4,19 @@ A check is a function ``check_<task>(learner_fn) -> Result``, written with the `
 around a body that raises ``CheckFailed("your variance is off by a factor ᾱ_t")`` on the first problem it
 finds. The decorator turns the outcome into a ``Result``: passed, failed (with the message), not done (the
 learner's function still raises ``NotImplementedError``) or error (it crashed; the message says how). The
-latest result of every task in a kernel is kept in ``RESULTS``, for graders. Checks of chapter NN live in
+latest result of every task in a kernel is kept in ``RESULTS``. Checks of chapter NN live in
 ``checks/chNN.py`` and are re-exported here.
+
+Two environment variables serve graders. ``DIFFUSION_EDU_GRADER=1`` (set by ``diffusion-edu grade``) makes
+every check also emit its result as a display output of MIME type ``RESULT_MIME``, which the grader reads from
+the check cell's own outputs: printing "✅" fakes nothing. ``DIFFUSION_EDU_STRICT=1`` makes a check raise
+``CheckFailed`` unless it passed, for nbgrader's autograder, which scores a check cell by whether it raised.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +24,7 @@ import torch
 from torch import Tensor
 
 STATUSES = ("passed", "failed", "not done", "error")
+RESULT_MIME = "application/vnd.diffusion-edu.check+json"
 SYMBOLS = {"passed": "✅", "failed": "❌", "not done": "⏳", "error": "💥"}
 
 
@@ -60,6 +68,12 @@ def checker(task: str) -> Callable:
                 result = Result(task, "error", f"Your code raised {type(err).__name__}: {err}")
             RESULTS[task] = result
             print(result)
+            if os.environ.get("DIFFUSION_EDU_GRADER") == "1":
+                from IPython.display import display
+
+                display({RESULT_MIME: dataclasses.asdict(result)}, raw=True)
+            if os.environ.get("DIFFUSION_EDU_STRICT") == "1" and not result:
+                raise CheckFailed(str(result))
             return result
 
         check.task = task

@@ -1,0 +1,263 @@
+"""The classroom grader (`diffusion-edu grade`): honest scores, official checks restored, unforgeable verdicts,
+and a row that says what happened for every broken or hostile submission. Chapter 01 is the assignment: its
+solution notebook is the perfect submission and every hostile one is a copy of it with one thing changed."""
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from diffusion_edu import checks, grade
+from diffusion_edu.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SOLUTION = json.loads((ROOT / "solutions" / "01_forward_process.ipynb").read_text())
+OFFICIAL = ROOT / "exercises" / "01_forward_process.ipynb"
+CHECKS = ["check_alpha_bars_from_betas", "check_forward_step", "check_q_sample", "check_cosine_alpha_bars",
+          "check_snr"]
+POINTS = dict(grade.checks_of(nbformat.read(OFFICIAL, as_version=4)))  # from the nbgrader metadata
+LIMITS = grade.Limits(cell_seconds=20, notebook_seconds=300, memory_mb=4096)
+
+
+def _variant(edit) -> dict:
+    nb = json.loads(json.dumps(SOLUTION))
+    edit(nb["cells"])
+    return nb
+
+
+def _cell(cells, grade_id):
+    return next(c for c in cells if c["metadata"].get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def _prepend(grade_id, code):
+    def edit(cells):
+        cell = _cell(cells, grade_id)
+        cell["source"] = code + "\n" + "".join(cell["source"])
+    return edit
+
+
+def _replace(grade_id, code):
+    def edit(cells):
+        _cell(cells, grade_id)["source"] = code
+    return edit
+
+
+def _insert_after_imports(code):
+    def edit(cells):
+        cells.insert(4, nbformat.v4.new_code_cell(code, id="learner-own"))
+    return edit
+
+
+def _forge(cells):
+    """A wrong q_sample, its check cell replaced by a printed pass, snr's check deleted, a forged result bundle."""
+    _replace("q_sample", "def q_sample(x0, t, schedule, noise):\n    return x0 + noise")(cells)
+    _cell(cells, "check_q_sample")["source"] = 'print("✅ q_sample: passed. Well done.")'
+    cells.remove(_cell(cells, "check_snr"))
+    fake = {"task": "q_sample", "status": "passed", "message": "Well done."}
+    cells.insert(cells.index(_cell(cells, "check_q_sample")) + 1, nbformat.v4.new_code_cell(
+        "from IPython.display import display\n"
+        f"display({{'application/vnd.diffusion-edu.check+json': {fake!r}}}, raw=True)", id="forger"))
+
+
+SUBMISSIONS = {
+    "perfect.ipynb": _variant(lambda cells: None),
+    "forged.ipynb": _variant(_forge),
+    "infinite_loop.ipynb": _variant(_replace("forward_step", "def forward_step(x_prev, t, schedule, noise):\n"
+                                                             "    while True:\n        pass")),
+    "sys_exit.ipynb": _variant(_prepend("forward_step", "import sys\nsys.exit(3)")),
+    "os_exit.ipynb": _variant(_prepend("q_sample", "import os\nos._exit(1)")),
+    # 6 GiB fits this machine's RAM: only the grader's memory limit (4 GiB) makes it fail, and fail at once.
+    "huge_allocation.ipynb": _variant(_insert_after_imports("hoard = bytearray(6 * 2**30)")),
+    "import_error.ipynb": _variant(_insert_after_imports("import a_module_that_does_not_exist")),
+}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("submissions")
+    for name, nb in SUBMISSIONS.items():
+        (folder / name).write_text(json.dumps(nb))
+    (folder / "blank.ipynb").write_text(OFFICIAL.read_text())
+    (folder / "invalid_json.ipynb").write_text(OFFICIAL.read_text()[:500])
+    (folder / "not_a_notebook.ipynb").write_text(json.dumps({"answer": 42}))
+    (folder / "essay.pdf").write_bytes(b"%PDF-1.4 \x00\xff not a notebook")
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / ".ipynb_checkpoints" / "perfect-checkpoint.ipynb").write_text("{}")  # skipped, like hidden files
+    out = tmp_path_factory.mktemp("grades") / "grades.csv"
+    rows = grade.grade([folder], "01", out, jobs=2, limits=LIMITS, progress=False)
+    with open(out, newline="") as handle:
+        on_disk = {Path(r["file"]).name: r for r in csv.DictReader(handle)}
+    return {Path(r["file"]).name: r for r in rows}, on_disk
+
+
+def test_every_submission_gets_one_row_in_the_csv(graded):
+    rows, on_disk = graded
+    assert sorted(on_disk) == sorted(rows) == sorted([*SUBMISSIONS, "blank.ipynb", "invalid_json.ipynb",
+                                                      "not_a_notebook.ipynb", "essay.pdf"])
+    assert all(str(rows[name]["points"]) == on_disk[name]["points"] for name in rows)
+
+
+def test_the_solution_scores_full_points_and_the_hand_out_none(graded):
+    rows, _ = graded
+    perfect, blank = rows["perfect.ipynb"], rows["blank.ipynb"]
+    assert perfect["status"] == "graded" and all(perfect[c] == "passed" for c in CHECKS)
+    assert perfect["points"] == perfect["max_points"] == sum(POINTS.values()) == 10
+    assert perfect["why_cumprod"] == "answered" and perfect["notes"] == ""
+    assert blank["status"] == "graded" and all(blank[c] == "not done" for c in CHECKS)
+    assert blank["points"] == 0 and blank["why_cumprod"] == "blank"
+
+
+def test_edited_deleted_and_forged_checks_gain_nothing(graded):
+    row = graded[0]["forged.ipynb"]
+    assert row["check_q_sample"] == "failed", "the official check cell must be put back and must fail"
+    assert row["check_snr"] == "passed", "a deleted check cell is put back and runs"
+    assert row["points"] == 10 - POINTS["check_q_sample"]
+    assert "check_q_sample: failed" in row["notes"]
+    assert "restored" in row["notes"] and "review by hand" in row["notes"]
+
+
+def test_an_infinite_loop_is_stopped_and_the_other_tasks_still_count(graded):
+    row = graded[0]["infinite_loop.ipynb"]
+    assert row["check_forward_step"] == "error" and "TimeoutError" in row["notes"]
+    assert all(row[c] == "passed" for c in CHECKS if c != "check_forward_step")
+    assert row["status"] == "graded" and row["points"] == 10 - POINTS["check_forward_step"]
+    assert row["seconds"] < LIMITS.cell_seconds + 60
+
+
+def test_sys_exit_is_reported_and_grading_goes_on(graded):
+    row = graded[0]["sys_exit.ipynb"]
+    assert "SystemExit" in row["notes"] and row["check_forward_step"] == "error"
+    assert row["check_q_sample"] == row["check_snr"] == "passed"
+
+
+def test_os_exit_kills_only_its_own_kernel(graded):
+    row = graded[0]["os_exit.ipynb"]
+    assert row["status"] == "incomplete" and "kernel died" in row["notes"]
+    assert row["check_alpha_bars_from_betas"] == row["check_forward_step"] == "passed"
+    assert row["check_q_sample"] == row["check_snr"] == "not run"
+    assert row["points"] == POINTS["check_alpha_bars_from_betas"] + POINTS["check_forward_step"]
+
+
+def test_a_huge_allocation_hits_the_memory_limit(graded):
+    row = graded[0]["huge_allocation.ipynb"]
+    assert "MemoryError" in row["notes"] and row["points"] == 10
+    assert 0 < float(row["peak_memory_mb"]) < LIMITS.memory_mb
+
+
+def test_an_exception_at_import_is_reported(graded):
+    row = graded[0]["import_error.ipynb"]
+    assert "ModuleNotFoundError" in row["notes"] and "a_module_that_does_not_exist" in row["notes"]
+    assert row["points"] == 10, "the learner's own broken cell does not stop the official ones"
+
+
+@pytest.mark.parametrize("name, status, words", [
+    ("invalid_json.ipynb", "unreadable", "invalid JSON at line"),
+    ("not_a_notebook.ipynb", "unreadable", "not a Jupyter notebook"),
+    ("essay.pdf", "not a notebook", "expected a Jupyter notebook (.ipynb)"),
+])
+def test_files_that_are_not_notebooks_get_a_row_that_says_so(graded, name, status, words):
+    row = graded[0][name]
+    assert row["status"] == status and words in row["notes"] and row["points"] == 0
+
+
+def test_a_kernel_that_ignores_interrupts_is_stopped_at_the_notebook_limit(tmp_path):
+    """`signal(SIGINT, SIG_IGN)` then a loop: interrupting fails, so the notebook limit ends it, and no kernel
+    outlives the grader."""
+    nb = _variant(_prepend("q_sample", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                                       "while True:\n    pass"))
+    (tmp_path / "stubborn.ipynb").write_text(json.dumps(nb))
+    limits = grade.Limits(cell_seconds=5, notebook_seconds=25)
+    [row] = grade.grade([tmp_path / "stubborn.ipynb"], "01", tmp_path / "g.csv", limits=limits, progress=False)
+    assert row["status"] == "incomplete" and "notebook time limit (25 s)" in row["notes"]
+    assert row["check_alpha_bars_from_betas"] == "passed" and row["check_snr"] in ("not run", "error")
+    assert row["seconds"] < 25 + 60
+    leftovers = subprocess.run(["pgrep", "-f", "diffusion-edu-grade-"], capture_output=True, text=True).stdout
+    assert leftovers.strip() == "", f"processes left behind: {leftovers}"
+
+
+def test_rows_are_on_disk_as_soon_as_each_submission_is_graded(tmp_path, monkeypatch):
+    """A crash halfway loses nothing: the rows written before it are in the file."""
+    for name in ("a.ipynb", "b.ipynb", "c.ipynb"):
+        (tmp_path / name).write_text("{}")
+
+    def fake(path, *args):
+        if Path(path).name == "c.ipynb":
+            raise KeyboardInterrupt  # the teacher's laptop dies here
+        return {"file": str(path), "status": "graded", "points": 1}
+
+    monkeypatch.setattr(grade, "grade_one", fake)
+    out = tmp_path / "grades.csv"
+    with pytest.raises(KeyboardInterrupt):
+        grade.grade(sorted(tmp_path.glob("*.ipynb")), "01", out, progress=False)
+    names = [Path(r["file"]).name for r in csv.DictReader(out.open())]
+    assert names == ["a.ipynb", "b.ipynb"]
+
+
+# ------------------------------------------------------------------------------------------- merge, without kernels
+def test_merge_keeps_task_cells_and_added_cells_and_restores_the_rest():
+    official = nbformat.read(OFFICIAL, as_version=4)
+    learner = nbformat.reads(json.dumps(_variant(lambda cells: None)), as_version=4)
+    learner.cells[3].source = "SEED = 123  # an edited official cell"
+    learner.cells.insert(6, nbformat.v4.new_code_cell("helper = 1", id="mine"))
+    del learner.cells[learner.cells.index(next(c for c in learner.cells if c.get("id") == "cell-11"))]  # a check
+    merged, notes = grade.merge(official, learner)
+    ids = [c.get("id") for c in merged.cells]
+    assert ids == [c.get("id") for c in official.cells[:6]] + ["mine"] + [c.get("id") for c in official.cells[6:]]
+    assert merged.cells[3].source == official.cells[3].source
+    assert "### BEGIN SOLUTION" in merged.cells[5].source  # the learner's task cell
+    assert merged.cells[12].source == official.cells[11].source  # the deleted check, back in its place
+    assert any("restored" in n and "check_forward_step" in n for n in notes)
+
+
+def test_merge_matches_untagged_cells_by_text_when_ids_are_lost():
+    """Some front ends drop cell ids: an official cell is still recognised by its text, not duplicated."""
+    official = nbformat.read(OFFICIAL, as_version=4)
+    learner = nbformat.reads(json.dumps(_variant(lambda cells: None)), as_version=4)
+    for cell in learner.cells:
+        cell["id"] = "x" + cell["id"]
+    merged, _ = grade.merge(official, learner)
+    assert len(merged.cells) == len(official.cells)
+
+
+# ------------------------------------------------------------------------------------------- settings and errors
+def test_bad_arguments_get_clear_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="cell_seconds must be positive"):
+        grade.Limits(cell_seconds=0)
+    with pytest.raises(ValueError, match="jobs must be a positive integer"):
+        grade.grade([OFFICIAL], "01", tmp_path / "g.csv", jobs=0)
+    with pytest.raises(ValueError, match=r"--assignment '09' should name one hand-out .*01, 02"):
+        grade.official_notebook("09")
+    with pytest.raises(FileNotFoundError, match="submission .* does not exist"):
+        grade.submissions([tmp_path / "nowhere"])
+    with pytest.raises(SystemExit):
+        main(["grade", str(OFFICIAL), "--assignment", "42", "--out", str(tmp_path / "g.csv")])
+    assert "--assignment '42'" in capsys.readouterr().err
+    assert grade.official_notebook("1") == grade.official_notebook("01_forward_process") == OFFICIAL
+
+
+def test_strict_mode_makes_a_failed_check_raise_for_nbgraders_autograder(monkeypatch):
+    def snr(alpha_bars):
+        return alpha_bars  # wrong: ᾱ, not ᾱ / (1 − ᾱ)
+
+    monkeypatch.delenv("DIFFUSION_EDU_STRICT", raising=False)
+    assert checks.check_snr(snr).status == "failed"  # a learner's notebook just prints the verdict
+    monkeypatch.setenv("DIFFUSION_EDU_STRICT", "1")
+    with pytest.raises(checks.CheckFailed, match="snr: failed"):
+        checks.check_snr(snr)
+    assert checks.check_snr(lambda a: a / (1 - a)).status == "passed"
+
+
+@pytest.mark.parametrize("number", ["02", "03", "04", "05"])
+def test_every_assignment_grades_its_solution_full_and_its_hand_out_zero(tmp_path, number):
+    solution, = (ROOT / "solutions").glob(f"{number}_*.ipynb")
+    exercise, = (ROOT / "exercises").glob(f"{number}_*.ipynb")
+    rows = grade.grade([solution, exercise], number, tmp_path / "g.csv", jobs=2, limits=LIMITS, progress=False)
+    full, blank = sorted(rows, key=lambda r: r["file"].startswith(str(ROOT / "exercises")))
+    official = nbformat.read(exercise, as_version=4)
+    assert full["points"] == full["max_points"] == sum(p for _, p in grade.checks_of(official)) > 0, full["notes"]
+    assert blank["points"] == 0 and full["status"] == blank["status"] == "graded"
+    for answer in grade.answers_of(official):
+        assert (full[answer], blank[answer]) == ("answered", "blank")
