@@ -198,7 +198,8 @@ def _answer(cell, handed_out) -> str:
 # ----------------------------------------------------------------------------------------------------- one submission
 def grade_one(path: str | Path, official_path: str | Path, limits: Limits = Limits(),
               feedback: str | Path | None = None, threads: int = 1) -> dict:
-    """Grade one submission; returns its CSV row (a dict). Never raises for a bad submission."""
+    """Grade one submission; returns its CSV row (a dict). Never raises for a bad submission. ``feedback``:
+    where to write the executed notebook, if anywhere."""
     import nbformat
 
     path, start = Path(path), time.monotonic()
@@ -241,8 +242,8 @@ def grade_one(path: str | Path, official_path: str | Path, limits: Limits = Limi
             return finish("not graded", notes + [report.get("stopped") or "the grader's worker failed"])
         executed = nbformat.read(executed, as_version=4)
         if feedback is not None:
-            Path(feedback).mkdir(parents=True, exist_ok=True)
-            nbformat.write(executed, Path(feedback) / path.name)
+            Path(feedback).parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(executed, feedback)
     ran = set(report.get("ran", []))
     for grade_id, verdict in score(executed, ran).items():
         row[grade_id] = verdict["status"]
@@ -391,7 +392,8 @@ def submissions(paths: list[str | Path]) -> list[Path]:
 
 def grade(paths: list[str | Path], assignment: str, out: str | Path, *, jobs: int = 1, limits: Limits = Limits(),
           exercises: str | Path | None = None, feedback: str | Path | None = None, progress: bool = True) -> list[dict]:
-    """Grade every submission into the CSV ``out``, a row written as each finishes; returns the rows."""
+    """Grade every submission into the CSV ``out``, a row written as each finishes; returns the rows. With
+    ``feedback``, each executed notebook is written there too, under its path relative to the submissions."""
     from tqdm.auto import tqdm
 
     if not isinstance(jobs, int) or jobs < 1:
@@ -410,7 +412,9 @@ def grade(paths: list[str | Path], assignment: str, out: str | Path, *, jobs: in
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         handle.flush()
-        futures = {pool.submit(grade_one, f, official, limits, feedback, threads): f for f in files}
+        base = Path(os.path.commonpath([f.resolve().parent for f in files]))
+        futures = {pool.submit(grade_one, f, official, limits, feedback and Path(feedback) / f.resolve().relative_to(base),
+                               threads): f for f in files}
         bar = tqdm(total=len(files), desc=f"grading {official.stem}", unit="notebook", disable=not progress)
         for future in as_completed(futures):
             try:
