@@ -4,6 +4,7 @@ import re
 import tomllib
 from pathlib import Path
 
+import nbformat
 import pytest
 import yaml
 
@@ -60,6 +61,7 @@ def test_there_are_notebooks():
 def test_notebook_is_stored_clean(path):
     nb = json.loads(path.read_text())
     assert nb["nbformat"] == 4
+    nbformat.validate(nbformat.reads(path.read_text(), as_version=4))  # raises on anything Jupyter would reject
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
@@ -81,3 +83,51 @@ def test_seed_everything_and_device():
     assert torch.equal(a, torch.randn(3))
     assert torch.equal(torch.randn(2, generator=g), torch.randn(2, generator=torch.Generator().manual_seed(7)))
     assert de.device().type in ("cpu", "cuda", "mps")
+
+
+SOURCES = sorted((ROOT / "diffusion_edu").rglob("*.py")) + NOTEBOOKS
+# Present in both ipywidgets 7.7 (Colab) and 8, with the same meaning.
+COMMON_WIDGETS = {"IntSlider", "FloatSlider", "Dropdown", "VBox", "HBox", "Output", "Layout", "Checkbox",
+                  "interactive_output", "Play", "jslink"}
+
+
+def _code(path: Path) -> str:
+    if path.suffix == ".py":
+        return path.read_text()
+    return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def test_no_device_is_hard_coded():
+    """cuda, mps or cpu: code asks `de.device()` or follows its inputs' device, never `.cuda()`."""
+    pattern = re.compile(r"\.cuda\(|device\s*=\s*[\"']cuda|\.to\([\"'](cuda|mps)")
+    offenders = [p.relative_to(ROOT).as_posix() for p in SOURCES if pattern.search(_code(p))]
+    assert offenders == []
+
+
+def test_widgets_use_only_api_common_to_ipywidgets_7_and_8():
+    used = set()
+    for path in SOURCES:
+        code = _code(path)
+        aliases = re.findall(r"import ipywidgets as (\w+)", code)
+        for alias in aliases:
+            used |= set(re.findall(rf"\b{alias}\.(\w+)", code))
+        for names in re.findall(r"from ipywidgets import ([\w, ()]+)", code):
+            used |= {n.strip(" ()") for n in names.split(",") if n.strip(" ()")}
+    assert used, "the chapters have widgets: the scan should find them"
+    assert used <= COMMON_WIDGETS, f"not in ipywidgets 7.7: {sorted(used - COMMON_WIDGETS)}"
+
+
+def test_interact_draws_at_once_and_on_every_change(monkeypatch):
+    """The widget shell calls the plain plotting function with the controls' values, then plt.show()."""
+    from ipywidgets import Dropdown, IntSlider
+
+    from diffusion_edu import widgets
+
+    calls, shown = [], []
+    monkeypatch.setattr(widgets.plt, "show", lambda: shown.append(True))
+    t = IntSlider(value=3, min=0, max=9)
+    box = widgets.interact(lambda t, schedule: calls.append((t, schedule)), t=t,
+                           schedule=Dropdown(options=["linear", "cosine"]))
+    t.value = 7
+    box.children[0].children[1].value = "cosine"
+    assert calls == [(3, "linear"), (7, "linear"), (7, "cosine")] and len(shown) == 3
