@@ -188,6 +188,33 @@ def notebook_times(quick: bool) -> list[dict]:
     return sorted(rows, key=lambda r: -r["seconds"])
 
 
+def grading_times(quick: bool) -> list[dict]:
+    """Seconds and peak kernel memory to grade each chapter's solution with ``diffusion-edu grade`` (one
+    submission at a time, default limits), and the points it scored."""
+    import tempfile
+
+    from . import grade
+
+    solutions = sorted((Path(__file__).resolve().parents[1] / "solutions").glob("*.ipynb"))
+    rows = []
+    for solution in solutions[:1] if quick else solutions:
+        with tempfile.TemporaryDirectory() as tmp:
+            [row] = grade.grade([solution], solution.stem, Path(tmp) / "grades.csv", progress=False)
+        rows.append(dict(assignment=solution.stem, seconds=row["seconds"], peak_memory_mb=row["peak_memory_mb"],
+                         points=f"{row['points']} / {row['max_points']}"))
+    return rows
+
+
+def browser_test() -> dict:
+    """Wall time and outcome of the JupyterLab browser test (tests/test_browser.py), run alone."""
+    root = Path(__file__).resolve().parents[1]
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_browser.py"],
+                          cwd=root, env=dict(os.environ, DIFFUSION_EDU_FAST="1"), capture_output=True, text=True)
+    last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
+    return dict(seconds=round(time.perf_counter() - start, 1), summary=last.strip("= "))
+
+
 def run(quick: bool = False, out: str | os.PathLike = "docs/BENCHMARKS.md") -> dict:
     """Measure everything and write the report (Markdown) and ``<out>.json``; returns the figures."""
     n = 200 if quick else evaluate.N_EVAL
@@ -210,6 +237,8 @@ def run(quick: bool = False, out: str | os.PathLike = "docs/BENCHMARKS.md") -> d
         toys=toy_table(500 if quick else 2000),
         memory_mib=peak_memory(),
         notebooks=notebook_times(quick),
+        grading=grading_times(quick),
+        browser=None if quick else browser_test(),
         samplers=sampler_verification(),
     )
     out = Path(out)
@@ -305,4 +334,13 @@ def render(r: dict) -> str:
               f"sampling {evaluate.N_EVAL} digits: {r['memory_mib']['sample']}", "",
               "## Notebooks under nbval, fast mode (slowest first)", "",
               _table(r["notebooks"], [("notebook", "notebook"), ("seconds", "seconds"), ("passed", "passed")])]
+    if r.get("grading"):
+        lines += ["## Classroom", "",
+                  "`diffusion-edu grade` on each chapter's solution, one submission at a time (its own worker and "
+                  "kernel, fast mode, default limits); seconds include the kernel's start.", "",
+                  _table(r["grading"], [("assignment", "assignment"), ("seconds", "seconds"),
+                                        ("peak_memory_mb", "kernel peak MiB"), ("points", "points")])]
+    if r.get("browser"):
+        lines += [f"JupyterLab browser test (tests/test_browser.py, run alone: JupyterLab, Chromium, chapter 01 "
+                  f"run in full and its slider moved): {r['browser']['seconds']} s, {r['browser']['summary']}.", ""]
     return "\n".join(lines) + "\n"

@@ -26,3 +26,5 @@ def test_quick_bench_writes_markdown_and_json(tmp_path):
     assert all(0 <= r["accuracy"] <= 1 for r in report["cond"])
     assert report["memory_mib"]["train"] > 0 and report["memory_mib"]["sample"] > 0
     assert report["notebooks"] and all(r["passed"] for r in report["notebooks"])
+    [graded] = report["grading"]
+    assert graded["points"] == "10 / 10" and graded["seconds"] > 0 and "## Classroom" in text
