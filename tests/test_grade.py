@@ -264,3 +264,16 @@ def test_every_assignment_grades_its_solution_full_and_its_hand_out_zero(tmp_pat
     assert blank["points"] == 0 and full["status"] == blank["status"] == "graded"
     for answer in grade.answers_of(official):
         assert (full[answer], blank[answer]) == ("answered", "blank")
+
+
+def test_the_command_shows_progress_and_says_where_the_grades_are(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("not a notebook")
+    (tmp_path / "b.ipynb").write_text("{")
+    out = tmp_path / "grades.csv"
+    assert main(["grade", str(tmp_path / "a.txt"), str(tmp_path / "b.ipynb"), "--assignment", "01",
+                 "--out", str(out), "--jobs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "2/2" in captured.err and "grading 01_forward_process" in captured.err  # the progress bar
+    assert f"2 submission(s), 0 graded in full, 2 with a note: {out}" in captured.out
+    assert [r["status"] for r in csv.DictReader(out.open())] in (["not a notebook", "unreadable"],
+                                                                 ["unreadable", "not a notebook"])
