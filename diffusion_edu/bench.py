@@ -342,5 +342,5 @@ def render(r: dict) -> str:
                                         ("peak_memory_mb", "kernel peak MiB"), ("points", "points")])]
     if r.get("browser"):
         lines += [f"JupyterLab browser test (tests/test_browser.py, run alone: JupyterLab, Chromium, chapter 01 "
-                  f"run in full and its slider moved): {r['browser']['seconds']} s, {r['browser']['summary']}.", ""]
+                  f"run top to bottom in fast mode and its slider moved): {r['browser']['seconds']} s, {r['browser']['summary']}.", ""]
     return "\n".join(lines) + "\n"
