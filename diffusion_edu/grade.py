@@ -43,6 +43,7 @@ from .authoring import ROLE as STAMP
 from .checks import RESULT_MIME, STATUSES
 
 KERNEL = "diffusion-edu-grader"  # a kernelspec written per run, pointing at this very interpreter
+OUTPUT_CAP = 1_000_000  # characters of output kept per cell: a print loop must not fill the worker's memory
 SUSPICIOUS = re.compile(r"\bchecks\s*(=|\.\s*(RESULTS|checker|Result|CheckFailed)\b)|\bRESULTS\b|vnd\.diffusion-edu"
                         r"|DIFFUSION_EDU_(GRADER|STRICT)|diffusion_edu\.checks|sys\.modules")
 
@@ -284,9 +285,10 @@ def _run_worker(tmp: Path, limits: Limits, threads: int) -> dict:
         log, _ = worker.communicate(timeout=limits.notebook_seconds + 120)
     except subprocess.TimeoutExpired:
         _kill(worker.pid)
-        _kill(_read_pid(tmp / "kernel.pid"))
         log, _ = worker.communicate()
         return {"stopped": f"the grader stopped this submission after {limits.notebook_seconds + 120:g} s"}
+    finally:
+        _kill_kernel(tmp)  # a kernel that outlived its worker (the worker crashed, or was killed just now)
     report = tmp / "report.json"
     if report.exists():
         return json.loads(report.read_text())
@@ -310,6 +312,18 @@ def _kill(pid: int | None) -> None:
             pass
 
 
+def _kill_kernel(tmp: Path) -> None:
+    """Kill the submission's kernel if it still runs: the pid its worker recorded, if that process is still
+    the kernel started for ``tmp`` (its command line names the connection file under ``tmp``)."""
+    pid = _read_pid(tmp / "kernel.pid")
+    try:
+        alive = pid and str(tmp) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        alive = False
+    if alive:
+        _kill(pid)
+
+
 def _peak_mb(pid: int | None) -> float | None:
     try:
         line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
@@ -331,7 +345,32 @@ def _worker(tmp: str, cell_seconds: str, notebook_seconds: str, memory_mb: str) 
     tmp, cell_s, total_s = Path(tmp), float(cell_seconds), float(notebook_seconds)
     nb = nbformat.read(tmp / "merged.ipynb", as_version=4)
     replies: dict[int, dict] = {}
-    client = NotebookClient(nb, kernel_name=KERNEL, timeout=int(cell_s), allow_errors=True, interrupt_on_timeout=True,
+
+    class Client(NotebookClient):
+        """nbclient, keeping at most OUTPUT_CAP characters of each cell's output (check verdicts always)."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.sizes: dict[int, int] = {}  # characters of output so far, per cell
+
+        def output(self, outs, msg, display_id, cell_index):
+            content = msg.get("content", {})
+            if RESULT_MIME in content.get("data", {}) or msg["msg_type"] == "error":
+                return super().output(outs, msg, display_id, cell_index)
+            size = len(content.get("text", "")) + sum(len(str(v)) for v in content.get("data", {}).values())
+            before = self.sizes.get(cell_index, 0)
+            self.sizes[cell_index] = before + size
+            if before + size <= OUTPUT_CAP:
+                return super().output(outs, msg, display_id, cell_index)
+            if before < OUTPUT_CAP and msg["msg_type"] == "stream":  # keep the head of the stream
+                head = {**msg, "content": {**content, "text": content["text"][:OUTPUT_CAP - before]}}
+                super().output(outs, head, display_id, cell_index)
+            if before <= OUTPUT_CAP:
+                outs.append(nbformat.v4.new_output("stream", name="stderr",
+                                                   text=f"\n[grader: output after {OUTPUT_CAP:,} characters dropped]\n"))
+            return None
+
+    client = Client(nb, kernel_name=KERNEL, timeout=int(cell_s), allow_errors=True, interrupt_on_timeout=True,
                             error_on_timeout={"ename": "TimeoutError", "evalue": "cell time limit"},
                             shutdown_kernel="immediate", resources={"metadata": {"path": os.getcwd()}},
                             on_cell_executed=lambda cell, cell_index, execute_reply: replies.__setitem__(

@@ -65,8 +65,9 @@ def _forge(cells):
 SUBMISSIONS = {
     "perfect.ipynb": _variant(lambda cells: None),
     "forged.ipynb": _variant(_forge),
+    # An infinite loop that floods the output, too: the worker keeps only the first OUTPUT_CAP characters.
     "infinite_loop.ipynb": _variant(_replace("forward_step", "def forward_step(x_prev, t, schedule, noise):\n"
-                                                             "    while True:\n        pass")),
+                                                             "    while True:\n        print('spam ' * 200)")),
     "sys_exit.ipynb": _variant(_prepend("forward_step", "import sys\nsys.exit(3)")),
     "os_exit.ipynb": _variant(_prepend("q_sample", "import os\nos._exit(1)")),
     # 6 GiB fits this machine's RAM: only the grader's memory limit (4 GiB) makes it fail, and fail at once.
@@ -93,6 +94,8 @@ def graded(tmp_path_factory):
     assert "✅ q_sample: passed" in json.dumps(executed.cells[14].outputs, ensure_ascii=False)
     with open(out, newline="") as handle:
         on_disk = {Path(r["file"]).name: r for r in csv.DictReader(handle)}
+    looped = (feedback / "infinite_loop.ipynb").read_text()
+    assert "output after 1,000,000 characters dropped" in looped and len(looped) < 2 * grade.OUTPUT_CAP
     return {Path(r["file"]).name: r for r in rows}, on_disk
 
 
@@ -166,14 +169,19 @@ def test_files_that_are_not_notebooks_get_a_row_that_says_so(graded, name, statu
     assert row["status"] == status and words in row["notes"] and row["points"] == 0
 
 
-def test_a_kernel_that_ignores_interrupts_is_stopped_at_the_notebook_limit(tmp_path):
-    """`signal(SIGINT, SIG_IGN)` then a loop: interrupting fails, so the notebook limit ends it, and no kernel
+def test_stubborn_kernels_and_killed_workers_leave_nothing_behind(tmp_path):
+    """`signal(SIGINT, SIG_IGN)` then a loop: interrupting fails, so the notebook limit ends it. A kernel that
+    kills its own worker (the grader's process that drives it) gets a row too and is killed. No kernel
     outlives the grader."""
     nb = _variant(_prepend("q_sample", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                                        "while True:\n    pass"))
     (tmp_path / "stubborn.ipynb").write_text(json.dumps(nb))
+    nb = _variant(_prepend("q_sample", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"))
+    (tmp_path / "patricide.ipynb").write_text(json.dumps(nb))
     limits = grade.Limits(cell_seconds=4, notebook_seconds=15)
-    [row] = grade.grade([tmp_path / "stubborn.ipynb"], "01", tmp_path / "g.csv", limits=limits, progress=False)
+    rows = grade.grade([tmp_path], "01", tmp_path / "g.csv", jobs=2, limits=limits, progress=False)
+    row, killer = sorted(rows, key=lambda r: "patricide" in r["file"])
+    assert killer["status"] == "not graded" and "worker failed" in killer["notes"]
     assert row["status"] == "incomplete" and "notebook time limit (15 s)" in row["notes"]
     assert row["check_alpha_bars_from_betas"] == "passed" and row["check_snr"] in ("not run", "error")
     assert row["seconds"] < 15 + 60
