@@ -134,14 +134,25 @@ def merge(official, submitted):
         if _role(twin) in ("task", "answer") and _meta(cell).get("grade_id") == _meta(twin)["grade_id"]:
             learner.setdefault(_meta(twin)["grade_id"], cell)
 
-    cells = [copy.deepcopy(c) for c in added.get(None, [])]
+    used = {c.get("id") for c in official.cells}
+
+    def theirs(anchor_id):  # the learner's cells added after an official cell; each keeps or gets a unique id
+        out = []
+        for cell in map(copy.deepcopy, added.get(anchor_id, [])):
+            if not cell.get("id") or cell["id"] in used:
+                cell["id"] = f"added-{len(used)}"
+            used.add(cell["id"])
+            out.append(cell)
+        return out
+
+    cells = theirs(None)
     for cell in official.cells:
         own = copy.deepcopy(cell)
         mine = learner.get(_meta(cell).get("grade_id", ""))
         if mine is not None:
             own.source = mine.source
         cells.append(own)
-        cells += [copy.deepcopy(c) for c in added.get(cell.get("id"), [])]
+        cells += theirs(cell.get("id"))
     for cell in cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import subprocess
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -231,6 +232,17 @@ def test_merge_matches_untagged_cells_by_text_when_ids_are_lost():
         cell["id"] = "x" + cell["id"]
     merged, _ = grade.merge(official, learner)
     assert len(merged.cells) == len(official.cells)
+
+    older = _variant(lambda cells: cells.insert(5, nbformat.v4.new_code_cell("helper = 42")))
+    older["nbformat_minor"] = 4  # before cell ids existed, as some front ends still save
+    for cell in older["cells"]:
+        cell.pop("id", None)
+    merged, _ = grade.merge(official, nbformat.reads(json.dumps(older), as_version=4))
+    assert [c.source for c in merged.cells].count("helper = 42") == 1
+    assert len(merged.cells) == len(official.cells) + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a cell without an id is a warning today, an error tomorrow
+        nbformat.validate(merged)
 
 
 # ------------------------------------------------------------------------------------------- settings and errors
