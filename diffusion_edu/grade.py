@@ -19,9 +19,11 @@ One CSV row per submission is written (and flushed) as soon as it is graded, so 
 nothing. Broken or hostile submissions (invalid JSON, not a notebook, infinite loops, ``sys.exit``,
 ``os._exit``, huge allocations, exceptions anywhere) each get a row that says what happened.
 
-What this cannot stop: code written to subvert ``diffusion_edu.checks`` from inside the kernel (rebinding
-``checks``, patching the module) runs in the same kernel as the checks, as in nbgrader. Task cells and
-added cells that touch the checks machinery are flagged in the notes column for a human to look at.
+What this cannot stop: the grader limits a submission's time, memory and output; it is not a sandbox, and
+code running as the grader's user can reach what that user can. Code written to subvert
+``diffusion_edu.checks`` from inside the kernel (rebinding ``checks``, patching the module) runs in the same
+kernel as the checks, as in nbgrader. Task cells and added cells that touch the checks machinery are flagged
+in the notes column for a human to look at. Results of a worker that did not exit cleanly are discarded.
 """
 from __future__ import annotations
 
@@ -292,19 +294,22 @@ def _run_worker(tmp: Path, limits: Limits, threads: int) -> dict:
                str(limits.notebook_seconds), str(limits.memory_mb)]
     worker = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               start_new_session=True, text=True)
+    stopped = None
     try:
         log, _ = worker.communicate(timeout=limits.notebook_seconds + 120)
     except subprocess.TimeoutExpired:
         _kill(worker.pid)
         log, _ = worker.communicate()
-        return {"stopped": f"the grader stopped this submission after {limits.notebook_seconds + 120:g} s"}
+        stopped = f"the grader stopped this submission after {limits.notebook_seconds + 120:g} s"
     finally:
         _kill_kernel(tmp)  # a kernel that outlived its worker (the worker crashed, or was killed just now)
     report = tmp / "report.json"
-    if report.exists():
+    if stopped is None and worker.returncode == 0 and report.exists():
         return json.loads(report.read_text())
+    # A worker that did not finish wrote nothing worth trusting (the kernel may have written those files).
+    (tmp / "executed.ipynb").unlink(missing_ok=True)
     tail = " ".join(log.strip().splitlines()[-3:])[-300:]
-    return {"stopped": f"the grader's worker failed (exit {worker.returncode}): {tail}"}
+    return {"stopped": stopped or f"the grader's worker failed (exit {worker.returncode}): {tail}"}
 
 
 def _read_pid(path: Path) -> int | None:
@@ -382,10 +387,10 @@ def _worker(tmp: str, cell_seconds: str, notebook_seconds: str, memory_mb: str) 
             return None
 
     client = Client(nb, kernel_name=KERNEL, timeout=int(cell_s), allow_errors=True, interrupt_on_timeout=True,
-                            error_on_timeout={"ename": "TimeoutError", "evalue": "cell time limit"},
-                            shutdown_kernel="immediate", resources={"metadata": {"path": os.getcwd()}},
-                            on_cell_executed=lambda cell, cell_index, execute_reply: replies.__setitem__(
-                                cell_index, execute_reply["content"]))
+                    error_on_timeout={"ename": "TimeoutError", "evalue": "cell time limit"},
+                    shutdown_kernel="immediate", resources={"metadata": {"path": os.getcwd()}},
+                    on_cell_executed=lambda cell, cell_index, execute_reply: replies.__setitem__(
+                        cell_index, execute_reply["content"]))
     report: dict = {"ran": [], "errors": [], "stopped": None, "peak_memory_mb": None}
     deadline, pid = time.monotonic() + total_s, None
     try:

@@ -170,19 +170,36 @@ def test_files_that_are_not_notebooks_get_a_row_that_says_so(graded, name, statu
     assert row["status"] == status and words in row["notes"] and row["points"] == 0
 
 
+# Forge the worker's files (every check passed), then kill the worker before it can overwrite them.
+FORGE_THEN_KILL_THE_WORKER = """
+import json, os, signal
+nb, ran = json.load(open("../merged.ipynb")), []
+for i, cell in enumerate(nb["cells"]):
+    meta = cell["metadata"].get("nbgrader", {})
+    if meta.get("grade") and not meta.get("solution"):
+        verdict = {"task": meta["grade_id"], "status": "passed", "message": ""}
+        cell["outputs"] = [{"output_type": "display_data", "metadata": {},
+                            "data": {"application/vnd.diffusion-edu.check+json": verdict}}]
+        ran.append(i)
+json.dump(nb, open("../executed.ipynb", "w"))
+json.dump({"ran": ran, "errors": [], "stopped": None, "peak_memory_mb": 1}, open("../report.json", "w"))
+os.kill(os.getppid(), signal.SIGKILL)
+"""
+
+
 def test_stubborn_kernels_and_killed_workers_leave_nothing_behind(tmp_path):
     """`signal(SIGINT, SIG_IGN)` then a loop: interrupting fails, so the notebook limit ends it. A kernel that
-    kills its own worker (the grader's process that drives it) gets a row too and is killed. No kernel
-    outlives the grader."""
+    forges the worker's result files and kills its worker (the grader's process that drives it) gains
+    nothing, gets a row, and is killed. No kernel outlives the grader."""
     nb = _variant(_prepend("q_sample", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
                                        "while True:\n    pass"))
     (tmp_path / "stubborn.ipynb").write_text(json.dumps(nb))
-    nb = _variant(_prepend("q_sample", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"))
+    nb = _variant(_prepend("q_sample", FORGE_THEN_KILL_THE_WORKER))
     (tmp_path / "patricide.ipynb").write_text(json.dumps(nb))
     limits = grade.Limits(cell_seconds=4, notebook_seconds=15)
     rows = grade.grade([tmp_path], "01", tmp_path / "g.csv", jobs=2, limits=limits, progress=False)
     row, killer = sorted(rows, key=lambda r: "patricide" in r["file"])
-    assert killer["status"] == "not graded" and "worker failed" in killer["notes"]
+    assert killer["status"] == "not graded" and "worker failed" in killer["notes"] and killer["points"] == 0
     assert row["status"] == "incomplete" and "notebook time limit (15 s)" in row["notes"]
     assert row["check_alpha_bars_from_betas"] == "passed" and row["check_snr"] in ("not run", "error")
     assert row["seconds"] < 15 + 60
