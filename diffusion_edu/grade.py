@@ -292,23 +292,26 @@ def _run_worker(tmp: Path, limits: Limits, threads: int) -> dict:
         env["DIFFUSION_EDU_FAST"] = "1"
     command = [sys.executable, "-m", "diffusion_edu.grade", str(tmp), str(limits.cell_seconds),
                str(limits.notebook_seconds), str(limits.memory_mb)]
-    worker = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              start_new_session=True, text=True)
-    stopped = None
-    try:
-        log, _ = worker.communicate(timeout=limits.notebook_seconds + 120)
-    except subprocess.TimeoutExpired:
-        _kill(worker.pid)
-        log, _ = worker.communicate()
-        stopped = f"the grader stopped this submission after {limits.notebook_seconds + 120:g} s"
-    finally:
-        _kill_kernel(tmp)  # a kernel that outlived its worker (the worker crashed, or was killed just now)
+    stopped, log = None, tmp / "worker.log"
+    with log.open("wb") as sink:  # a file, not a pipe: nothing a submission prints can fill our memory
+        worker = subprocess.Popen(command, cwd=work, env=env, stdout=sink, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            worker.wait(timeout=limits.notebook_seconds + 120)
+        except subprocess.TimeoutExpired:
+            _kill(worker.pid)
+            worker.wait()
+            stopped = f"the grader stopped this submission after {limits.notebook_seconds + 120:g} s"
+        finally:
+            _kill_kernel(tmp)  # a kernel that outlived its worker (the worker crashed, or was killed just now)
     report = tmp / "report.json"
     if stopped is None and worker.returncode == 0 and report.exists():
         return json.loads(report.read_text())
     # A worker that did not finish wrote nothing worth trusting (the kernel may have written those files).
     (tmp / "executed.ipynb").unlink(missing_ok=True)
-    tail = " ".join(log.strip().splitlines()[-3:])[-300:]
+    with log.open("rb") as handle:
+        handle.seek(max(0, log.stat().st_size - 2000))
+        tail = " ".join(handle.read().decode(errors="replace").strip().splitlines()[-3:])[-300:]
     return {"stopped": stopped or f"the grader's worker failed (exit {worker.returncode}): {tail}"}
 
 
@@ -394,7 +397,7 @@ def _worker(tmp: str, cell_seconds: str, notebook_seconds: str, memory_mb: str) 
     report: dict = {"ran": [], "errors": [], "stopped": None, "peak_memory_mb": None}
     deadline, pid = time.monotonic() + total_s, None
     try:
-        with client.setup_kernel():
+        with client.setup_kernel(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL):
             pid = getattr(client.km.provisioner, "pid", None)
             (tmp / "kernel.pid").write_text(str(pid or ""))
             for index, cell in enumerate(nb.cells):
