@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--cell-timeout", type=float, default=120, metavar="S", help="seconds per cell (default 120)")
     g.add_argument("--notebook-timeout", type=float, default=900, metavar="S",
                    help="seconds per notebook (default 900)")
-    g.add_argument("--memory-mb", type=int, default=4096, metavar="MB", help="address-space cap per notebook "
-                   "(default 4096)")
+    g.add_argument("--memory-mb", type=int, default=4096, metavar="MB",
+                   help="cap on each kernel's address space, i.e. virtual memory, which with torch is ~1.5 GB above "
+                        "the resident memory the CSV reports (default 4096)")
     g.add_argument("--full", action="store_true", help="run the notebooks in full mode, not fast mode "
                    "(the checks are the same; the demos take longer)")
     g.add_argument("--feedback", metavar="DIR", help="also write each executed notebook there, for the learner")
@@ -57,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(drifted)} exercise notebook(s) {verb}: {', '.join(drifted) or 'none'}")
         return 1 if args.check and drifted else 0
     elif args.command == "grade":
+        from collections import Counter
+
         from . import grade
 
         try:
@@ -65,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
                                exercises=args.exercises, feedback=args.feedback)
         except (ValueError, FileNotFoundError) as err:
             parser.error(str(err))
-        graded = sum(r["status"] == "graded" for r in rows)
-        print(f"{len(rows)} submission(s), {graded} graded in full, {len(rows) - graded} with a note: {args.out}")
+        except KeyboardInterrupt:
+            return 130
+        counts = Counter(r["status"] for r in rows)
+        noted = sum(bool(r.get("notes")) for r in rows)
+        print(f"{len(rows)} submission(s): " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+              + f"; {noted} with notes. Grades: {args.out}")
     else:
         from . import authoring
 

@@ -20,7 +20,7 @@ OFFICIAL = ROOT / "exercises" / "01_forward_process.ipynb"
 CHECKS = ["check_alpha_bars_from_betas", "check_forward_step", "check_q_sample", "check_cosine_alpha_bars",
           "check_snr"]
 POINTS = dict(grade.checks_of(nbformat.read(OFFICIAL, as_version=4)))  # from the nbgrader metadata
-LIMITS = grade.Limits(cell_seconds=20, notebook_seconds=300, memory_mb=4096)
+LIMITS = grade.Limits(cell_seconds=19.5, notebook_seconds=300, memory_mb=4096)  # a fraction works too
 
 
 def _variant(edit) -> dict:
@@ -63,6 +63,50 @@ def _forge(cells):
         f"display({{'application/vnd.diffusion-edu.check+json': {fake!r}}}, raw=True)", id="forger"))
 
 
+def _hook_forgery(cells):
+    """A wrong snr, and a hook that appends a "passed" verdict after every cell (MIME type built by pieces)."""
+    _replace("snr", "def snr(alpha_bars):\n    return alpha_bars")(cells)
+    _insert_after_imports(
+        "from IPython import get_ipython\nfrom IPython.display import display\n"
+        "kind = 'application/' + 'vnd.diffusion-edu' + '.check+json'\n"
+        "get_ipython().events.register('post_run_cell', lambda result: display(\n"
+        "    {kind: {'task': 'snr', 'status': 'passed', 'message': ''}}, raw=True))")(cells)
+
+
+def _display_forgery(cells):
+    """A wrong snr, and IPython.display.display patched to turn every verdict into a pass."""
+    _replace("snr", "def snr(alpha_bars):\n    return alpha_bars")(cells)
+    _insert_after_imports(
+        "import IPython.display\noriginal = IPython.display.display\n"
+        "def display(obj, **kwargs):\n"
+        "    if isinstance(obj, dict):\n"
+        "        obj = {k: {**v, 'status': 'passed'} if isinstance(v, dict) else v for k, v in obj.items()}\n"
+        "    return original(obj, **kwargs)\n"
+        "IPython.display.display = display")(cells)
+
+
+def _no_metadata(cells):
+    """Metadata stripped everywhere (some tools do that), and q_sample moved into a new cell near the top."""
+    for cell in cells:
+        cell["metadata"] = {}
+    moved = _cell_by_text(cells, "def q_sample(")
+    cells.remove(moved)
+    cells.insert(4, nbformat.v4.new_code_cell("".join(moved["source"]), id="my-q-sample"))
+
+
+def _cell_by_text(cells, text):
+    return next(c for c in cells if text in "".join(c["source"]))
+
+
+def _edited(cells):
+    """An official cell edited (discarded), and task snr pasted twice: the stub first, the answer last."""
+    imports = _cell_by_text(cells, "import matplotlib")
+    imports["source"] = "import numpy as np\n" + "".join(imports["source"])
+    stub = json.loads(json.dumps(_cell(cells, "snr")))
+    stub["id"], stub["source"] = "pasted", "def snr(alpha_bars):\n    raise NotImplementedError()"
+    cells.insert(cells.index(_cell(cells, "snr")), stub)
+
+
 SUBMISSIONS = {
     "perfect.ipynb": _variant(lambda cells: None),
     "forged.ipynb": _variant(_forge),
@@ -74,6 +118,11 @@ SUBMISSIONS = {
     # 6 GiB fits this machine's RAM: only the grader's memory limit (4 GiB) makes it fail, and fail at once.
     "huge_allocation.ipynb": _variant(_insert_after_imports("hoard = bytearray(6 * 2**30)")),
     "import_error.ipynb": _variant(_insert_after_imports("import a_module_that_does_not_exist")),
+    "hook_forgery.ipynb": _variant(_hook_forgery),
+    "display_forgery.ipynb": _variant(_display_forgery),
+    "no_metadata.ipynb": _variant(_no_metadata),
+    "edited.ipynb": _variant(_edited),
+    "wrong_assignment.ipynb": json.loads((ROOT / "solutions" / "02_denoising_2d.ipynb").read_text()),
 }
 
 
@@ -100,6 +149,30 @@ def graded(tmp_path_factory):
     return {Path(r["file"]).name: r for r in rows}, on_disk
 
 
+def test_forging_through_ipython_gains_nothing_and_is_flagged(graded):
+    for name in ("hook_forgery.ipynb", "display_forgery.ipynb"):
+        row = graded[0][name]
+        assert row["check_snr"] in ("failed", "error"), (name, row["notes"])
+        assert row["points"] < 10 and "review by hand" in row["notes"], (name, row["notes"])
+
+
+def test_metadata_stripped_and_tasks_moved_still_count(graded):
+    row = graded[0]["no_metadata.ipynb"]
+    assert row["points"] == 10 and row["status"] == "graded", row["notes"]
+
+
+def test_edits_to_official_cells_are_discarded_and_said(graded):
+    row = graded[0]["edited.ipynb"]
+    assert row["points"] == 10, row["notes"]
+    assert "discarded the learner's edits to 1 official code cell" in row["notes"]
+    assert "2 cells hold task snr: the last one was graded" in row["notes"]
+
+
+def test_another_assignment_gets_a_row_that_says_so(graded):
+    row = graded[0]["wrong_assignment.ipynb"]
+    assert row["points"] == 0 and "is this the right assignment?" in row["notes"]
+
+
 def test_every_submission_gets_one_row_in_the_csv(graded):
     rows, on_disk = graded
     assert sorted(on_disk) == sorted(rows) == sorted([*SUBMISSIONS, "blank.ipynb", "invalid_json.ipynb",
@@ -113,6 +186,7 @@ def test_the_solution_scores_full_points_and_the_hand_out_none(graded):
     assert perfect["status"] == "graded" and all(perfect[c] == "passed" for c in CHECKS)
     assert perfect["points"] == perfect["max_points"] == sum(POINTS.values()) == 10
     assert perfect["why_cumprod"] == "answered" and perfect["notes"] == ""
+    assert perfect["by_hand_max_points"] == 2  # the written answer's points, graded by hand
     assert blank["status"] == "graded" and all(blank[c] == "not done" for c in CHECKS)
     assert blank["points"] == 0 and blank["why_cumprod"] == "blank"
 
@@ -311,6 +385,36 @@ def test_the_command_shows_progress_and_says_where_the_grades_are(tmp_path, caps
                  "--out", str(out), "--jobs", "2"]) == 0
     captured = capsys.readouterr()
     assert "2/2" in captured.err and "grading 01_forward_process" in captured.err  # the progress bar
-    assert f"2 submission(s), 0 graded in full, 2 with a note: {out}" in captured.out
+    assert f"2 submission(s): 1 not a notebook, 1 unreadable; 2 with notes. Grades: {out}" in captured.out
     assert [r["status"] for r in csv.DictReader(out.open())] in (["not a notebook", "unreadable"],
                                                                  ["unreadable", "not a notebook"])
+
+
+def test_a_memory_limit_too_low_for_the_course_says_so_instead_of_failing_the_learner(tmp_path):
+    [row] = grade.grade([ROOT / "solutions" / "01_forward_process.ipynb"], "01", tmp_path / "g.csv",
+                        limits=grade.Limits(memory_mb=1200), progress=False)
+    assert row["status"] == "not graded" and "--memory-mb" in row["notes"], row["notes"]
+
+
+def test_submissions_are_listed_once_without_the_grades_or_the_feedback(tmp_path):
+    (tmp_path / "class" / "bob").mkdir(parents=True)
+    for name in ("alice.ipynb", "bob/01.ipynb", "grades.csv", ".hidden.ipynb"):
+        (tmp_path / "class" / name).write_text("{}")
+    (tmp_path / "class" / "feedback").mkdir()
+    (tmp_path / "class" / "feedback" / "alice.ipynb").write_text("{}")
+    found = grade.submissions([tmp_path / "class", tmp_path / "class" / "alice.ipynb"],
+                              exclude=[tmp_path / "class" / "grades.csv", tmp_path / "class" / "feedback"])
+    assert [p.relative_to(tmp_path / "class").as_posix() for p in found] == ["alice.ipynb", "bob/01.ipynb"]
+    with pytest.raises(ValueError, match="--feedback .* is inside the submissions folder"):
+        grade.grade([tmp_path / "class"], "01", tmp_path / "g.csv", feedback=tmp_path / "class" / "feedback")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "exercises").glob("*.ipynb")), ids=lambda p: p.name)
+def test_each_check_cell_is_named_after_the_task_its_check_reports(path):
+    """The grader expects check cell ``check_X`` to emit the verdict of task ``X``: hold the course to it."""
+    import re
+
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.metadata.get("nbgrader", {}).get("grade") and not cell.metadata["nbgrader"]["solution"]:
+            called = re.search(r"checks\.(check_\w+)\(", cell.source).group(1)
+            assert "check_" + getattr(checks, called).task == cell.metadata["nbgrader"]["grade_id"]

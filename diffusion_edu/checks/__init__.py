@@ -49,6 +49,11 @@ class Result:
 
 RESULTS: dict[str, Result] = {}
 
+try:  # bound now, at import: a learner who later patches IPython.display.display does not reach the verdicts
+    from IPython.display import display as _display
+except ImportError:  # no IPython, so no kernel and no grader: printing is all there is
+    _display = None
+
 
 def checker(task: str) -> Callable:
     """Make a check function from a body that raises ``CheckFailed``; see the module docstring."""
@@ -69,9 +74,7 @@ def checker(task: str) -> Callable:
             RESULTS[task] = result
             print(result)
             if os.environ.get("DIFFUSION_EDU_GRADER") == "1":
-                from IPython.display import display
-
-                display({RESULT_MIME: dataclasses.asdict(result)}, raw=True)
+                _display({RESULT_MIME: dataclasses.asdict(result)}, raw=True)
             if os.environ.get("DIFFUSION_EDU_STRICT") == "1" and not result:
                 raise CheckFailed(str(result))
             return result
