@@ -121,10 +121,10 @@ def _defined(cell) -> str | None:
 
 def _twin(cell, official, seen: set, free_tasks: set):
     """The official cell a submitted cell stands for, or None when the learner added it. In order: the same
-    nbgrader grade_id; for an untagged cell, the same cell id (JupyterLab keeps ids) as an untagged official
-    cell; the same stamp (badge, set-up); the same text as an untagged official cell or a
-    check (front ends that drop ids or metadata); and, for an untagged code cell, the same function as a task
-    the learner has not written elsewhere. A cell tagged for another assignment matches nothing."""
+    nbgrader grade_id; for an untagged cell, the same cell id as an untagged official cell (JupyterLab keeps
+    ids); the same stamp (badge, set-up); the same text as an untagged official cell or a check (front ends
+    that drop ids or metadata); and, for an untagged code cell, the same function as a task the learner has
+    not written elsewhere. A cell tagged for another assignment matches nothing."""
     grade_id = _meta(cell).get("grade_id")
     same_kind = [c for c in official.cells if c.cell_type == cell.cell_type]
     same_id = cell.get("id") is not None and grade_id is None
