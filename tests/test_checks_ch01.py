@@ -7,6 +7,8 @@ import torch
 import diffusion_edu as de
 from diffusion_edu import checks
 
+from checking import assert_names_mistake
+
 
 def _per_sample(c, x):
     return c.view(-1, *[1] * (x.ndim - 1)).to(x)  # (B, 1, …, 1)
@@ -41,9 +43,7 @@ def test_alpha_bars_accepts_the_reference_in_float64_and_float32():
 
 @pytest.mark.parametrize("name", ALPHA_BAR_MISTAKES)
 def test_alpha_bars_names_the_mistake(name):
-    fn, words = ALPHA_BAR_MISTAKES[name]
-    result = checks.check_alpha_bars_from_betas(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_alpha_bars_from_betas, *ALPHA_BAR_MISTAKES[name])
 
 
 # ------------------------------------------------------------------------------------------ one step
@@ -76,9 +76,7 @@ def test_forward_step_accepts_the_reference():
 
 @pytest.mark.parametrize("name", STEP_MISTAKES)
 def test_forward_step_names_the_mistake(name):
-    fn, words = STEP_MISTAKES[name]
-    result = checks.check_forward_step(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_forward_step, *STEP_MISTAKES[name])
 
 
 # ------------------------------------------------------------------------------------- q(x_t | x_0)
@@ -122,9 +120,7 @@ def test_q_sample_accepts_the_reference_and_the_package():
 
 @pytest.mark.parametrize("name", Q_MISTAKES)
 def test_q_sample_names_the_mistake(name):
-    fn, words = Q_MISTAKES[name]
-    result = checks.check_q_sample(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_q_sample, *Q_MISTAKES[name])
 
 
 def test_q_sample_names_each_coefficient_when_they_differ():
@@ -165,9 +161,7 @@ def test_cosine_accepts_the_formula_and_the_clipped_package_schedule():
 
 @pytest.mark.parametrize("name", COSINE_MISTAKES)
 def test_cosine_names_the_mistake(name):
-    fn, words = COSINE_MISTAKES[name]
-    result = checks.check_cosine_alpha_bars(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_cosine_alpha_bars, *COSINE_MISTAKES[name])
 
 
 # ------------------------------------------------------------------------------------------------ SNR
@@ -189,9 +183,7 @@ def test_snr_accepts_the_reference_and_one_over_sigma_squared():
 
 @pytest.mark.parametrize("name", SNR_MISTAKES)
 def test_snr_names_the_mistake(name):
-    fn, words = SNR_MISTAKES[name]
-    result = checks.check_snr(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_snr, *SNR_MISTAKES[name])
 
 
 # -------------------------------------------------------------------------------------- every check

@@ -7,6 +7,8 @@ import torch
 import diffusion_edu as de
 from diffusion_edu import checks
 
+from checking import assert_names_mistake
+
 
 def not_done(*args, **kwargs):
     raise NotImplementedError()
@@ -62,9 +64,7 @@ def test_posterior_accepts_the_package_and_float32():
 
 @pytest.mark.parametrize("name", POSTERIOR_MISTAKES)
 def test_posterior_names_the_mistake(name):
-    fn, words = POSTERIOR_MISTAKES[name]
-    result = checks.check_posterior_mean_var(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_posterior_mean_var, *POSTERIOR_MISTAKES[name])
 
 
 # ---------------------------------------------------------------------------------------------- x̂_0
@@ -103,9 +103,7 @@ def test_predict_x0_accepts_the_package_and_float32():
 
 @pytest.mark.parametrize("name", X0_MISTAKES)
 def test_predict_x0_names_the_mistake(name):
-    fn, words = X0_MISTAKES[name]
-    result = checks.check_predict_x0(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_predict_x0, *X0_MISTAKES[name])
 
 
 # ---------------------------------------------------------------------------------------------- the ε-loss
@@ -151,9 +149,7 @@ def test_ddpm_loss_accepts_the_reference():
 
 @pytest.mark.parametrize("name", LOSS_MISTAKES)
 def test_ddpm_loss_names_the_mistake(name):
-    fn, words = LOSS_MISTAKES[name]
-    result = checks.check_ddpm_loss(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_ddpm_loss, *LOSS_MISTAKES[name])
 
 
 # ------------------------------------------------------------------------------------------ one DDPM step
@@ -205,15 +201,12 @@ def test_ddpm_step_accepts_the_reference_and_algorithm_2():
 
 @pytest.mark.parametrize("name", STEP_MISTAKES)
 def test_ddpm_step_names_the_mistake(name):
-    fn, words = STEP_MISTAKES[name]
-    result = checks.check_ddpm_step(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_ddpm_step, *STEP_MISTAKES[name])
 
 
 def test_ddpm_sampler_accepts_the_reference_and_rejects_a_wrong_step():
     assert checks.check_ddpm_sampler(step_with())
-    result = checks.check_ddpm_sampler(step_with(noise_scale="beta"))
-    assert result.status == "failed" and "check_ddpm_step" in result.message, result.message
+    assert_names_mistake(checks.check_ddpm_sampler, step_with(noise_scale="beta"), "check_ddpm_step")
 
 
 @pytest.mark.parametrize("check", [checks.check_posterior_mean_var, checks.check_predict_x0, checks.check_ddpm_loss,

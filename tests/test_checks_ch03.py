@@ -10,6 +10,8 @@ import diffusion_edu as de
 from diffusion_edu import checks
 from diffusion_edu.unet import ResBlock
 
+from checking import assert_names_mistake
+
 
 def not_done(*args, **kwargs):
     raise NotImplementedError()
@@ -51,16 +53,14 @@ def test_embedding_check_accepts_the_package_and_a_float64_version():
     (lambda t, d, P=1e4: embedding(t, d, P)[:, :8], "should have shape"),
 ])
 def test_embedding_check_names_each_mistake(wrong, message):
-    result = checks.check_sinusoidal_embedding(wrong)
-    assert result.status == "failed" and message in result.message, result.message
+    assert_names_mistake(checks.check_sinusoidal_embedding, wrong, message)
 
 
 def test_embedding_check_catches_a_hard_coded_dim():
     def fixed_half(t, dim, max_period=10_000.0):
         return embedding(t, 16, max_period)[:, list(range(dim // 2)) + list(range(8, 8 + dim // 2))]
 
-    result = checks.check_sinusoidal_embedding(fixed_half)
-    assert result.status == "failed" and "dim = 6" in result.message
+    assert_names_mistake(checks.check_sinusoidal_embedding, fixed_half, "dim = 6")
 
 
 # ------------------------------------------------------------------------------------ residual block
@@ -113,8 +113,7 @@ def test_resblock_check_accepts_the_package_block():
     ("no-norm2", "skipped norm2"),
 ])
 def test_resblock_check_names_each_mistake(mistake, message):
-    result = checks.check_resblock_forward(block_with(mistake))
-    assert result.status == "failed" and message in result.message, result.message
+    assert_names_mistake(checks.check_resblock_forward, block_with(mistake), message)
 
 
 def test_resblock_check_reports_changed_layers_and_unknown_errors():
@@ -126,15 +125,13 @@ def test_resblock_check_reports_changed_layers_and_unknown_errors():
         def forward(self, x, emb):
             return self.conv(x)
 
-    result = checks.check_resblock_forward(Renamed)
-    assert result.status == "failed" and "keep __init__ as given" in result.message
+    assert_names_mistake(checks.check_resblock_forward, Renamed, "keep __init__ as given")
 
     class Doubled(ResBlock):
         def forward(self, x, emb):
             return 2 * super().forward(x, emb)
 
-    result = checks.check_resblock_forward(Doubled)
-    assert result.status == "failed" and "The order is" in result.message
+    assert_names_mistake(checks.check_resblock_forward, Doubled, "The order is")
 
 
 # ----------------------------------------------------------------------------------------- attention
@@ -162,8 +159,7 @@ def test_attention_check_accepts_the_reference():
     (lambda q, k, v: attention(q, k, v) + 0.1, "differs from softmax"),
 ])
 def test_attention_check_names_each_mistake(wrong, message):
-    result = checks.check_attention(wrong)
-    assert result.status == "failed" and message in result.message, result.message
+    assert_names_mistake(checks.check_attention, wrong, message)
 
 
 def test_attention_check_reports_a_crash_as_an_error():
@@ -196,8 +192,7 @@ def test_v_target_check_accepts_the_reference_and_agrees_with_the_package():
     (lambda x0, e, a: e - x0, "differs from"),
 ])
 def test_v_target_check_names_each_mistake(wrong, message):
-    result = checks.check_v_target_abar(wrong)
-    assert result.status == "failed" and message in result.message, result.message
+    assert_names_mistake(checks.check_v_target_abar, wrong, message)
 
 
 def test_eps_from_v_check_accepts_the_reference_and_agrees_with_the_package():
@@ -222,5 +217,4 @@ def test_eps_from_v_check_accepts_the_reference_and_agrees_with_the_package():
     (lambda x, v, a: x - v, "does not recover the noise"),
 ])
 def test_eps_from_v_check_names_each_mistake(wrong, message):
-    result = checks.check_eps_from_v_abar(wrong)
-    assert result.status == "failed" and message in result.message, result.message
+    assert_names_mistake(checks.check_eps_from_v_abar, wrong, message)

@@ -13,6 +13,8 @@ from diffusion_edu import checks
 from diffusion_edu.checks import ch04
 from diffusion_edu.samplers import alpha_bar_grid, sigma_grid
 
+from checking import assert_names_mistake
+
 
 def not_done(*args, **kwargs):
     raise NotImplementedError()
@@ -139,9 +141,7 @@ def test_ddim_check_accepts_the_reference_and_a_solution():
 
 @pytest.mark.parametrize("name", DDIM_MISTAKES)
 def test_ddim_check_names_each_mistake(name):
-    fn, words = DDIM_MISTAKES[name]
-    result = checks.check_ddim_step(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_ddim_step, *DDIM_MISTAKES[name])
 
 
 def test_ddim_sigma_mistakes_are_called_sigma_formula_wrong():
@@ -177,9 +177,7 @@ def test_euler_check_accepts_the_reference_and_a_solution():
 
 @pytest.mark.parametrize("name", EULER_MISTAKES)
 def test_euler_check_names_each_mistake(name):
-    fn, words = EULER_MISTAKES[name]
-    result = checks.check_euler_step(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_euler_step, *EULER_MISTAKES[name])
 
 
 def test_euler_step_equals_ddim_eta0():
@@ -233,9 +231,7 @@ def test_heun_check_accepts_the_reference_and_a_solution():
 
 @pytest.mark.parametrize("name", HEUN_MISTAKES)
 def test_heun_check_names_each_mistake(name):
-    fn, words = HEUN_MISTAKES[name]
-    result = checks.check_heun_step(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    result = assert_names_mistake(checks.check_heun_step, *HEUN_MISTAKES[name])
     if name not in ("euler only", "model at sigma 0"):
         assert "Heun averaging wrong" in result.message
 
@@ -293,9 +289,7 @@ def test_dpm_check_accepts_the_reference_and_a_solution():
 
 @pytest.mark.parametrize("name", DPM_MISTAKES)
 def test_dpm_check_names_each_mistake(name):
-    fn, words = DPM_MISTAKES[name]
-    result = checks.check_dpm_solver_pp_2m_step(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_dpm_solver_pp_2m_step, *DPM_MISTAKES[name])
 
 
 # ------------------------------------------------------------------------------------------------ common
@@ -309,5 +303,4 @@ def test_unfinished_is_not_done_and_a_crash_is_an_error(check):
 
 
 def test_wrong_shape_is_named():
-    result = checks.check_euler_step(lambda x, e, s, n: x.flatten(1))
-    assert result.status == "failed" and "shape" in result.message
+    assert_names_mistake(checks.check_euler_step, lambda x, e, s, n: x.flatten(1), "shape")

@@ -5,6 +5,8 @@ import torch
 import diffusion_edu as de
 from diffusion_edu import checks
 
+from checking import assert_names_mistake
+
 
 def not_done(*args, **kwargs):
     raise NotImplementedError()
@@ -68,9 +70,7 @@ def test_drop_labels_reference_matches_diffusion_loss_on_the_same_generator():
 
 @pytest.mark.parametrize("name", DROP_MISTAKES)
 def test_drop_labels_names_the_mistake(name):
-    fn, words = DROP_MISTAKES[name]
-    result = checks.check_drop_labels(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_drop_labels, *DROP_MISTAKES[name])
 
 
 # ---------------------------------------------------------------------------- classifier-free guidance
@@ -96,9 +96,7 @@ def test_cfg_eps_accepts_the_reference():
 
 @pytest.mark.parametrize("name", CFG_MISTAKES)
 def test_cfg_eps_names_the_mistake(name):
-    fn, words = CFG_MISTAKES[name]
-    result = checks.check_cfg_eps(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_cfg_eps, *CFG_MISTAKES[name])
 
 
 def guided_with(combine=CFG_REFERENCE, null=lambda model, y: None):
@@ -159,9 +157,7 @@ def test_guided_model_accepts_the_reference_and_the_package():
 
 @pytest.mark.parametrize("name", GUIDED_MISTAKES)
 def test_guided_model_names_the_mistake(name):
-    fn, words = GUIDED_MISTAKES[name]
-    result = checks.check_guided_model(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_guided_model, *GUIDED_MISTAKES[name])
 
 
 # ------------------------------------------------------------------------------------- classifier guidance
@@ -193,9 +189,7 @@ def test_classifier_guidance_eps_accepts_the_reference():
 
 @pytest.mark.parametrize("name", CG_MISTAKES)
 def test_classifier_guidance_eps_names_the_mistake(name):
-    fn, words = CG_MISTAKES[name]
-    result = checks.check_classifier_guidance_eps(fn)
-    assert result.status == "failed" and words in result.message, result.message
+    assert_names_mistake(checks.check_classifier_guidance_eps, *CG_MISTAKES[name])
 
 
 # ------------------------------------------------------------------------------------------ not done
