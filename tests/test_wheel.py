@@ -61,3 +61,44 @@ def test_a_chapter_runs_from_the_installed_wheel_outside_the_checkout(wheel, tmp
     executed = nbformat.read(notebook, as_version=4)
     assert not [o for c in executed.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert f"FROM {site}" in "".join(o.get("text", "") for o in executed.cells[-1].outputs), "kernel used another install"
+
+
+# What a learner's notebook may import: the standard library, the package's declared dependencies (as import
+# names), IPython (which every Jupyter kernel brings) and diffusion_edu itself.
+IMPORT_NAMES = {"torch": "torch", "numpy": "numpy", "matplotlib": "matplotlib", "ipywidgets": "ipywidgets",
+                "tqdm": "tqdm", "scikit-learn": "sklearn"}
+
+
+def _imports(path: Path) -> set[str]:
+    """Dotted names of every module a notebook's code cells import (magics and shell lines skipped)."""
+    import ast
+
+    names = set()
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+    return names
+
+
+def test_every_notebook_imports_only_what_the_wheel_and_its_dependencies_provide(wheel):
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    allowed = set(sys.stdlib_module_names) | {"IPython", "diffusion_edu"}
+    for requirement in declared:
+        name = requirement.split(">")[0].split("=")[0].split("<")[0].strip()
+        allowed.add(IMPORT_NAMES[name])  # a new dependency needs its import name here
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    notebooks = sorted(p for d in ("notebooks", "exercises", "solutions") for p in (ROOT / d).glob("*.ipynb"))
+    for path in notebooks:
+        for module in _imports(path):
+            assert module.split(".")[0] in allowed, f"{path.name} imports {module}, which is not a dependency"
+            if module.startswith("diffusion_edu."):
+                as_file = module.replace(".", "/")
+                assert {f"{as_file}.py", f"{as_file}/__init__.py"} & in_wheel, f"{path.name}: {module} not in the wheel"
