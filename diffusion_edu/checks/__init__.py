@@ -73,7 +73,7 @@ def checker(task: str) -> Callable:
                 result = Result(task, "error", f"Your code raised {type(err).__name__}: {err}")
             RESULTS[task] = result
             print(result)
-            if os.environ.get("DIFFUSION_EDU_GRADER") == "1":
+            if os.environ.get("DIFFUSION_EDU_GRADER") == "1" and _display is not None:
                 _display({RESULT_MIME: dataclasses.asdict(result)}, raw=True)
             if os.environ.get("DIFFUSION_EDU_STRICT") == "1" and not result:
                 raise CheckFailed(str(result))
