@@ -50,6 +50,7 @@ from .authoring import ROLE as STAMP
 from .checks import RESULT_MIME, STATUSES
 
 KERNEL = "diffusion-edu-grader"  # a kernelspec written per run, pointing at this very interpreter
+WRONG_ASSIGNMENT = "none of the assignment's task cells were found: is this the right assignment?"
 LEARNER = "diffusion_edu_grade"  # cell metadata in the merged notebook: "task" or "added", the learner's cells
 OUTPUT_CAP = 1_000_000  # characters of output kept per cell: a print loop must not fill the worker's memory
 # Code a task never needs, and forging would: flagged "review by hand" (a heuristic, not a guarantee).
@@ -196,7 +197,7 @@ def merge(official, submitted):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
 
-    notes = [] if learner else ["none of the assignment's task cells were found: is this the right assignment?"]
+    notes = [] if learner else [WRONG_ASSIGNMENT]
     missing = [_meta(c).get("grade_id") or c.get("id") for c in official.cells
                if c.get("id") not in seen and (_role(c) or c.cell_type == "code")]
     if missing:
@@ -335,7 +336,9 @@ def grade_one(path: str | Path, official_path: str | Path, limits: Limits = Limi
         return finish("not graded", ["an official set-up cell failed before any of the learner's code ran "
                                      f"({setup[0]}): check the grader's limits (--memory-mb) and environment"]
                       + stopped + notes)
-    return finish("incomplete" if stopped else "graded", stopped + causes + effects + notes)
+    first = [n for n in notes if n == WRONG_ASSIGNMENT]  # the one note that explains all the others
+    rest = [n for n in notes if n != WRONG_ASSIGNMENT]
+    return finish("incomplete" if stopped else "graded", first + stopped + causes + effects + rest)
 
 
 def by_hand_points(official) -> int:
