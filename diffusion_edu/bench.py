@@ -134,18 +134,18 @@ def sampler_verification() -> dict:
     return dict(agreement=agreement, orders=orders, diffusers=diffusers.__version__)
 
 
-def _rss_mib(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process from /proc, in MiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def proc_memory_mib(field: str, pid: int | str = "self") -> float:
+    """A memory field of /proc/<pid>/status, in MiB (Linux): VmRSS (resident now) or VmHWM (peak resident)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
 def _peak_worker(task: str, queue) -> None:
     ckpt = pretrained.load("digits-uncond")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    base = _rss_mib("VmRSS")
+    base = proc_memory_mib("VmRSS")
     if task == "train":
         from .train import diffusion_loss
         x, _ = digits("train")
@@ -158,7 +158,7 @@ def _peak_worker(task: str, queue) -> None:
             opt.step()
     else:
         sample(dpm_solver_pp, ckpt.eps_model, torch.randn(evaluate.N_EVAL, 1, 8, 8), ckpt.schedule, 3)
-    queue.put(_rss_mib("VmHWM") - base)
+    queue.put(proc_memory_mib("VmHWM") - base)
 
 
 def peak_memory() -> dict:

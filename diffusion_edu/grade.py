@@ -47,6 +47,7 @@ import nbformat
 
 from .authoring import MARKDOWN_STUB, ROOT
 from .authoring import ROLE as STAMP
+from .bench import proc_memory_mib
 from .checks import RESULT_MIME, STATUSES
 
 KERNEL = "diffusion-edu-grader"  # a kernelspec written per run, pointing at this very interpreter
@@ -432,10 +433,10 @@ def _kill_kernel(tmp: Path) -> None:
 
 
 def _peak_mb(pid: int | None) -> float | None:
+    """The kernel's peak resident memory in MiB, or None where /proc cannot tell (not Linux, no kernel)."""
     try:
-        line = next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM:"))
-        return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, StopIteration, ValueError):
+        return round(proc_memory_mib("VmHWM", pid), 1)
+    except (OSError, RuntimeError, ValueError):
         return None
 
 
