@@ -103,6 +103,11 @@ def exercises(root: Path = ROOT, check: bool = False) -> list[str]:
     return drifted + stale
 
 
+def notebooks(root: Path = ROOT) -> list[Path]:
+    """Every notebook of the course: the chapters, the solutions and the hand-outs, sorted by path."""
+    return sorted(p for d in ("notebooks", "solutions", "exercises") for p in (root / d).glob("*.ipynb"))
+
+
 def stamp_all(root: Path = ROOT) -> list[str]:
     """Stamp every notebook in notebooks/ and solutions/ (exercises inherit theirs); returns the changed ones."""
     setting, changed = settings(root), []

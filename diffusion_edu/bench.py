@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from . import evaluate, pretrained
+from . import authoring, evaluate, pretrained
+from .authoring import ROOT
 from .data import TOY2D, digits, toy2d
 from .guidance import cfg
 from .metrics import mmd, real_floor, sliced_wasserstein
@@ -115,7 +116,7 @@ def sampler_verification() -> dict:
 
     import diffusers
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(ROOT / "tests"))
     A, S = importlib.import_module("test_diffusers_agreement"), importlib.import_module("test_samplers")
     schedule, model, x_T = A.make_setup()
     C, seed = A.COMMON, lambda: torch.Generator().manual_seed(1)  # noqa: E731
@@ -174,17 +175,20 @@ def peak_memory() -> dict:
     return out
 
 
+def _pytest(path: str, *options: str) -> tuple[float, subprocess.CompletedProcess]:
+    """pytest on one path of the checkout, in fast mode as ``make test`` runs it: (seconds, the process)."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options, path],
+                          cwd=ROOT, env=dict(os.environ, DIFFUSION_EDU_FAST="1"), capture_output=True, text=True)
+    return round(time.perf_counter() - start, 1), proc
+
+
 def notebook_times(quick: bool) -> list[dict]:
     """Wall time of every notebook under nbval in fast mode, slowest first (as ``make test`` runs them)."""
-    root = Path(__file__).resolve().parents[1]
-    notebooks = sorted(p for d in ("notebooks", "solutions", "exercises") for p in (root / d).glob("*.ipynb"))
     rows = []
-    for nb in notebooks[:1] if quick else notebooks:
-        start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(nb)],
-                              cwd=root, env=dict(os.environ, DIFFUSION_EDU_FAST="1"), capture_output=True)
-        rows.append(dict(notebook=str(nb.relative_to(root)), seconds=round(time.perf_counter() - start, 1),
-                         passed=proc.returncode == 0))
+    for nb in authoring.notebooks()[:1] if quick else authoring.notebooks():
+        seconds, proc = _pytest(str(nb))
+        rows.append(dict(notebook=str(nb.relative_to(ROOT)), seconds=seconds, passed=proc.returncode == 0))
     return sorted(rows, key=lambda r: -r["seconds"])
 
 
@@ -195,7 +199,7 @@ def grading_times(quick: bool) -> list[dict]:
 
     from . import grade
 
-    solutions = sorted((Path(__file__).resolve().parents[1] / "solutions").glob("*.ipynb"))
+    solutions = sorted((ROOT / "solutions").glob("*.ipynb"))
     rows = []
     for solution in solutions[:1] if quick else solutions:
         with tempfile.TemporaryDirectory() as tmp:
@@ -207,12 +211,9 @@ def grading_times(quick: bool) -> list[dict]:
 
 def browser_test() -> dict:
     """Wall time and outcome of the JupyterLab browser test (tests/test_browser.py), run alone."""
-    root = Path(__file__).resolve().parents[1]
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", "tests/test_browser.py"],
-                          cwd=root, env=dict(os.environ, DIFFUSION_EDU_FAST="1"), capture_output=True, text=True)
+    seconds, proc = _pytest("tests/test_browser.py", "-rs")
     last = (proc.stdout.strip().splitlines() or ["no output"])[-1]
-    return dict(seconds=round(time.perf_counter() - start, 1), summary=last.strip("= "))
+    return dict(seconds=seconds, summary=last.strip("= "))
 
 
 def run(quick: bool = False, out: str | os.PathLike = "docs/BENCHMARKS.md") -> dict:

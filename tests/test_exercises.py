@@ -55,8 +55,7 @@ def test_make_exercise_replaces_regions_with_nbgrader_stubs():
         authoring.make_exercise(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx")]))
 
 
-@pytest.mark.parametrize("path", sorted(p for d in ("notebooks", "solutions", "exercises")
-                                        for p in (ROOT / d).glob("*.ipynb")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", authoring.notebooks(ROOT), ids=lambda p: p.name)
 def test_every_notebook_carries_the_badge_and_setup_cell_from_the_one_setting(path):
     setting = authoring.settings(ROOT)
     cells = json.loads(path.read_text())["cells"]

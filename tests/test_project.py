@@ -9,9 +9,10 @@ import pytest
 import yaml
 
 import diffusion_edu as de
+from diffusion_edu import authoring
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted(p for d in ("notebooks", "solutions", "exercises") for p in (ROOT / d).glob("*.ipynb"))
+NOTEBOOKS = authoring.notebooks(ROOT)
 CONDA_NAMES = {"torch": "pytorch"}  # PyPI name → conda-forge name where they differ
 
 

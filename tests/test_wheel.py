@@ -89,14 +89,15 @@ def _imports(path: Path) -> set[str]:
 def test_every_notebook_imports_only_what_the_wheel_and_its_dependencies_provide(wheel):
     import tomllib
 
+    from diffusion_edu import authoring
+
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     allowed = set(sys.stdlib_module_names) | {"IPython", "diffusion_edu"}
     for requirement in declared:
         name = requirement.split(">")[0].split("=")[0].split("<")[0].strip()
         allowed.add(IMPORT_NAMES[name])  # a new dependency needs its import name here
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
-    notebooks = sorted(p for d in ("notebooks", "exercises", "solutions") for p in (ROOT / d).glob("*.ipynb"))
-    for path in notebooks:
+    for path in authoring.notebooks(ROOT):
         for module in _imports(path):
             assert module.split(".")[0] in allowed, f"{path.name} imports {module}, which is not a dependency"
             if module.startswith("diffusion_edu."):
