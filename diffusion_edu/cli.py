@@ -1,6 +1,6 @@
-"""The ``diffusion-edu`` command: ``pretrain NAME`` runs a checkpoint recipe, ``bench`` writes the benchmark
-report; for teachers, ``grade`` grades a class's exercise notebooks into a CSV; for authors, ``exercises``
-generates the hand-outs from the solutions and ``stamp`` the Colab cells."""
+"""The ``diffusion-edu`` command: ``pretrain NAME`` runs a checkpoint recipe (also under ``torchrun``, one process
+per GPU), ``bench`` writes the benchmark report; for teachers, ``grade`` grades a class's exercise notebooks into
+a CSV; for authors, ``exercises`` generates the hand-outs from the solutions and ``stamp`` the Colab cells."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pretrain", help="train a checkpoint from its recipe and record it in the manifest")
     p.add_argument("names", nargs="+", metavar="NAME", help=f"one of {', '.join(sorted(pretrained.RECIPES))}, or all")
     p.add_argument("--out", default=str(pretrained.WEIGHTS), help="folder for the weights (default: the package's)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"),
+                   help="where to train (default cpu, where the shipped checkpoints were made); under torchrun "
+                        "each process takes cuda:LOCAL_RANK (nccl) or a CPU (gloo) and a share of the recipe's batch")
     b = sub.add_parser("bench", help="measure quality and speed, write docs/BENCHMARKS.md and its JSON")
     b.add_argument("--quick", action="store_true", help="a smoke run of under a minute (small counts)")
     b.add_argument("--out", default="docs/BENCHMARKS.md", help="the Markdown report; the JSON goes beside it")
@@ -43,9 +46,17 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [n for n in names if n not in pretrained.RECIPES]
         if unknown:
             parser.error(f"unknown recipe {unknown[0]!r}; choose from {sorted(pretrained.RECIPES)} or all")
-        for name in names:
-            entry = pretrained.pretrain(name, args.out)
-            print(f"{name}: {entry['file']} in {entry['recipe_seconds']} s, sha256 {entry['sha256'][:12]}…")
+        import torch
+
+        from .train import distributed
+
+        if args.device == "cuda" and not torch.cuda.is_available():
+            parser.error("--device cuda, but this PyTorch sees no CUDA GPU")
+        with distributed(args.device) as device:
+            for name in names:
+                entry = pretrained.pretrain(name, args.out, device)
+                if entry is not None:  # rank 0, the one that writes
+                    print(f"{name}: {entry['file']} in {entry['recipe_seconds']} s, sha256 {entry['sha256'][:12]}…")
     elif args.command == "bench":
         from . import bench
 

@@ -8,7 +8,7 @@ import torch
 from scipy.spatial.distance import cdist, pdist
 
 from diffusion_edu.data import toy2d
-from diffusion_edu.metrics import frechet_distance, mmd, real_floor, sliced_wasserstein
+from diffusion_edu.metrics import fd_infinity, frechet_distance, kid, mmd, real_floor, sliced_wasserstein
 
 
 def gaussian(n: int, d: int, seed: int, shift: float = 0.0) -> torch.Tensor:
@@ -118,6 +118,55 @@ def test_frechet_distance_is_near_zero_for_the_same_distribution():
     assert frechet_distance(a, gaussian(20_000, 4, 1)) < 0.01  # only the sampling error of μ and Σ
 
 
+# -------------------------------------------------------------------------------- FD∞ and KID
+
+def test_fd_infinity_removes_the_1_over_n_bias():
+    # a and b from N(0, I_8): the true FD is 0; the plug-in FD at n = 400 is biased up, FD∞ much less so
+    ref = gaussian(50_000, 8, 1)
+    plug_in, extrapolated = [], []
+    for seed in range(4):
+        a = gaussian(400, 8, 10 + seed)
+        plug_in.append(frechet_distance(a, ref))
+        extrapolated.append(fd_infinity(a, ref, draws=8, seed=seed))
+    assert min(plug_in) > 0.05  # the bias FD∞ has to remove: ≈ d(d+1)/(4n)-sized at this n
+    assert abs(np.mean(extrapolated)) < np.mean(plug_in) / 4
+
+
+def test_fd_infinity_keeps_a_real_difference():
+    ref = gaussian(50_000, 4, 1)  # true FD = 1 (a unit shift of the mean); one draw's own noise is ±0.08
+    values = [fd_infinity(gaussian(1000, 4, 2 + seed, shift=1.0), ref) for seed in range(6)]
+    assert np.mean(values) == pytest.approx(1.0, abs=0.1)
+
+
+def naive_kid(a: np.ndarray, b: np.ndarray) -> float:
+    """Unbiased MMD² with k(x, y) = (xᵀy/d + 1)³, written as the sums over i ≠ j of the definition."""
+    d = a.shape[1]
+    k = lambda x, y: (x @ y.T / d + 1) ** 3  # noqa: E731
+    n, m = len(a), len(b)
+    kaa, kbb = k(a, a), k(b, b)
+    return ((kaa.sum() - np.trace(kaa)) / (n * (n - 1)) + (kbb.sum() - np.trace(kbb)) / (m * (m - 1))
+            - 2 * k(a, b).mean())
+
+
+def test_kid_matches_its_definition():
+    a, b = gaussian(60, 5, 0).numpy(), gaussian(45, 5, 1, shift=0.5).numpy()
+    assert kid(a, b)[0] == pytest.approx(naive_kid(a, b), rel=1e-10)
+
+
+def test_kid_is_unbiased_and_its_standard_error_is_honest():
+    # Same distribution: KID averages to 0 (unbiased), each within ~2 SE of it, and the SE does not
+    # understate the spread. Shifted: KID > 0 by many SE, and the SE matches the spread over draws.
+    null = [kid(gaussian(200, 4, 2 * s), gaussian(150, 4, 2 * s + 1), seed=s) for s in range(30)]
+    values, ses = np.array([v for v, _ in null]), np.array([se for _, se in null])
+    assert abs(values.mean()) < 3 * values.std() / math.sqrt(len(values))
+    assert (np.abs(values) < 2 * ses).mean() >= 0.9
+    assert 1.0 <= ses.mean() / values.std() < 2.5  # conservative at 0 (≈ √3 in theory), never optimistic
+    shifted = [kid(gaussian(200, 4, 2 * s), gaussian(150, 4, 2 * s + 1, shift=1.5), seed=s) for s in range(30)]
+    values, ses = np.array([v for v, _ in shifted]), np.array([se for _, se in shifted])
+    assert (values > 4 * ses).all()
+    assert 0.7 < ses.mean() / values.std() < 1.4
+
+
 # --------------------------------------------------------------------------------------- noise floor
 
 def test_real_floor_is_positive_and_below_a_real_difference():
@@ -158,3 +207,11 @@ def test_other_arguments_are_checked():
         mmd(a, a, bandwidths=[1.0, -1.0])
     with pytest.raises(ValueError, match="repeats"):
         real_floor(mmd, lambda n, seed: gaussian(n, 2, seed), 10, repeats=0)
+    with pytest.raises(ValueError, match="sizes must hold at least 2 distinct"):
+        fd_infinity(a, a, sizes=[5, 5])
+    with pytest.raises(ValueError, match="sizes must hold"):
+        fd_infinity(a, a, sizes=[5, 11])
+    with pytest.raises(ValueError, match="kid needs at least 4 samples"):
+        kid(a[:3], a)
+    with pytest.raises(ValueError, match="halves"):
+        kid(a, a, halves=1)
