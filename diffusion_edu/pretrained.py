@@ -25,7 +25,7 @@ from .metrics import real_floor, sliced_wasserstein
 from .nn import MLPDenoiser
 from .samplers import dpm_solver_pp, sample
 from .schedules import NoiseSchedule, get_schedule
-from .train import as_eps_model, train
+from .train import as_eps_model, rank_and_world_size, train
 from .unet import UNet
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -62,27 +62,33 @@ class Checkpoint:
 # cosine + ε diverges: ᾱ_{T−1} ≈ 2e-9 there, so x̂_0 = (x − √(1−ᾱ) ε̂)/√ᾱ multiplies ε̂'s error by 2e4.
 DIGITS_UNET = dict(channels=(32, 64, 64), attention_levels=(-1,))
 DIGITS_TRAINING = dict(steps=1200, batch_size=128, lr=2e-3, objective="v", warmup=100)
+DIGITS_QUICK = dict(steps=1200, batch_size=128, lr=2e-3, objective="v", warmup=100)  # "train it yourself": ~90 s
 DIGITS_SCHEDULE = "cosine"
 DIGITS_P_UNCOND = 0.1  # label dropout of the conditional model (Ho & Salimans 2022 use 0.1–0.2)
 
 
-def _digits_unet(name: str, conditional: bool) -> tuple[nn.Module, dict]:
+def _digits_unet(name: str, conditional: bool, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     x, y = digits("train")
     config = dict(DIGITS_UNET, num_classes=10 if conditional else None)
     torch.manual_seed(0)
-    model = UNet(**config)
+    model = UNet(**config).to(device)
     extra = dict(labels=y, p_uncond=DIGITS_P_UNCOND) if conditional else {}
     result = train(model, x, get_schedule(DIGITS_SCHEDULE), seed=0, progress=False, **DIGITS_TRAINING, **extra)
     training = dict(DIGITS_TRAINING, p_uncond=DIGITS_P_UNCOND) if conditional else DIGITS_TRAINING
+    result.ema.cpu()  # in place: the weights are saved from the CPU
     return result.ema, dict(kind="unet", config=config, schedule=DIGITS_SCHEDULE,
                             objective=DIGITS_TRAINING["objective"], training=training,
                             train_seconds=round(result.seconds, 1))
 
 
-def _classifier(name: str) -> tuple[nn.Module, dict]:
+def _classifier(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:  # trains on the CPU
+    """The feature network of FDD (a CNN, shift augmentation), or the second feature space (an MLP, none)."""
     start = time.perf_counter()
-    model, acc = evaluate.train_classifier(seed=0)
-    return model, dict(kind="classifier", config={}, train_seconds=round(time.perf_counter() - start, 1),
+    if name == "digits-classifier-mlp":
+        kind, (model, acc) = "mlp-classifier", evaluate.train_classifier(evaluate.DigitsMLP(), seed=1, shifts=False)
+    else:
+        kind, (model, acc) = "classifier", evaluate.train_classifier(seed=0)
+    return model, dict(kind=kind, config={}, train_seconds=round(time.perf_counter() - start, 1),
                        test_accuracy=round(acc, 4))
 
 
@@ -92,12 +98,13 @@ TOY_SCHEDULE = "linear"
 TOY_EVAL = dict(n=2000, steps=50)  # DPM-Solver++ steps: at 20, eight_gaussians' sharp modes leave stragglers
 
 
-def _toy(name: str) -> tuple[nn.Module, dict]:
+def _toy(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     data_name = name.removeprefix("toy-")
     torch.manual_seed(0)
-    model = MLPDenoiser(**TOY_MLP)
+    model = MLPDenoiser(**TOY_MLP).to(device)
     schedule = get_schedule(TOY_SCHEDULE)
     result = train(model, toy2d(data_name, 8000, seed=0), schedule, seed=0, progress=False, **TOY_TRAINING)
+    result.ema.cpu()  # in place: the weights are saved, and evaluated, on the CPU
     return result.ema, dict(kind="mlp", config=TOY_MLP, schedule=TOY_SCHEDULE, objective="eps",
                             training=TOY_TRAINING, train_seconds=round(result.seconds, 1),
                             sw_ratio=round(toy_sw_ratio(result.ema, schedule, data_name), 3))
@@ -111,22 +118,30 @@ def toy_sw_ratio(model, schedule: NoiseSchedule, data_name: str, n: int = TOY_EV
     return sliced_wasserstein(x, toy2d(data_name, n, 7)) / floor
 
 
-RECIPES: dict[str, Callable[[str], tuple[nn.Module, dict]]] = {
-    "digits-uncond": lambda name: _digits_unet(name, conditional=False),
-    "digits-cond": lambda name: _digits_unet(name, conditional=True),
+RECIPES: dict[str, Callable[..., tuple[nn.Module, dict]]] = {  # recipe(name, device="cpu")
+    "digits-uncond": lambda name, device="cpu": _digits_unet(name, conditional=False, device=device),
+    "digits-cond": lambda name, device="cpu": _digits_unet(name, conditional=True, device=device),
     "digits-classifier": _classifier,
+    "digits-classifier-mlp": _classifier,
     **{f"toy-{d}": _toy for d in TOY2D},
 }
 
 
-def pretrain(name: str, out: Path = WEIGHTS) -> dict:
-    """Run recipe ``name``, save its weights under ``out`` and record them in the manifest; returns the entry."""
+def pretrain(name: str, out: Path = WEIGHTS, device: torch.device | str = "cpu") -> dict | None:
+    """Run recipe ``name``, save its weights under ``out`` and record them in the manifest; returns the entry.
+
+    Under torchrun every rank trains (data-parallel, see ``train``) and rank 0 alone writes; the others return None.
+    """
     if name not in RECIPES:
         raise ValueError(f"name must be one of {sorted(RECIPES)}, got {name!r}")
+    rank = rank_and_world_size()[0]
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model, info = RECIPES[name](name)
+    model, info = RECIPES[name](name, device)
+    if rank > 0:
+        return None
     path = out / f"{name}.pt"
     torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, path)
     entry = dict(info, file=path.name, sha256=_sha256(path), recipe=f"diffusion-edu pretrain {name}",
@@ -174,7 +189,9 @@ def available(root: Path = WEIGHTS) -> list[str]:
 
 def _build(entry: dict) -> nn.Module:
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()}
-    return {"unet": UNet, "mlp": MLPDenoiser, "classifier": evaluate.DigitsClassifier}[entry["kind"]](**config)
+    kinds = {"unet": UNet, "mlp": MLPDenoiser, "classifier": evaluate.DigitsClassifier,
+             "mlp-classifier": evaluate.DigitsMLP}
+    return kinds[entry["kind"]](**config)
 
 
 def _manifest(root: Path) -> dict:
