@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="measure quality and speed, write docs/BENCHMARKS.md and its JSON")
     b.add_argument("--quick", action="store_true", help="a smoke run of under a minute (small counts)")
     b.add_argument("--out", default="docs/BENCHMARKS.md", help="the Markdown report; the JSON goes beside it")
+    b.add_argument("--only", nargs="+", metavar="SECTION",
+                   help="re-measure only these sections (uncond, ddpm1000, cond, guidance, training_curve, peer, toys, memory_mib, "
+                        "notebooks, grading, browser, samplers) and keep the rest from the JSON beside the report")
     e = sub.add_parser("exercises", help="generate exercises/ from solutions/ (authors)")
     e.add_argument("--check", action="store_true", help="write nothing; fail if any exercise differs")
     sub.add_parser("stamp", help="rewrite every notebook's Colab badge and set-up cell from pyproject.toml")
@@ -60,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "bench":
         from . import bench
 
-        bench.run(quick=args.quick, out=args.out)
+        try:
+            bench.run(quick=args.quick, out=args.out, only=args.only)
+        except ValueError as err:
+            parser.error(str(err))
     elif args.command == "exercises":
         from . import authoring
 

@@ -132,8 +132,11 @@ def fdd_floor(classifier: nn.Module, n: int = N_EVAL, draws: int = 10, seed: int
                          f"without repeating images), got {n}")
     if n == len(train):
         return fdd(classifier, train)
+    with torch.no_grad():
+        real, reference = _features(classifier, train, None)  # once; each subset's features are rows of these
     g = torch.Generator().manual_seed(seed)
-    return sum(fdd(classifier, train[torch.randperm(len(train), generator=g)[:n]]) for _ in range(draws)) / draws
+    return sum(frechet_distance(real[torch.randperm(len(train), generator=g)[:n]], reference)
+               for _ in range(draws)) / draws
 
 
 def fdd_ratio(classifier: nn.Module, samples: Tensor) -> float:

@@ -62,7 +62,9 @@ class Checkpoint:
 # cosine + ε diverges: ᾱ_{T−1} ≈ 2e-9 there, so x̂_0 = (x − √(1−ᾱ) ε̂)/√ᾱ multiplies ε̂'s error by 2e4.
 DIGITS_UNET = dict(channels=(32, 64, 64), attention_levels=(-1,))
 DIGITS_TRAINING = dict(steps=1200, batch_size=128, lr=2e-3, objective="v", warmup=100)
-DIGITS_QUICK = dict(steps=1200, batch_size=128, lr=2e-3, objective="v", warmup=100)  # "train it yourself": ~90 s
+# The "train it yourself" recipe, held to the 2-minute goal in the benchmark. Today the shipped checkpoints use
+# it too; a longer shipped recipe (the benchmark allows ~15 min) would change DIGITS_TRAINING alone.
+DIGITS_QUICK = DIGITS_TRAINING
 DIGITS_SCHEDULE = "cosine"
 DIGITS_P_UNCOND = 0.1  # label dropout of the conditional model (Ho & Salimans 2022 use 0.1–0.2)
 

@@ -387,6 +387,8 @@ def test_strict_mode_makes_a_failed_check_raise_for_nbgraders_autograder(monkeyp
 
 @pytest.mark.parametrize("number", ["02", "03", "04", "05"])
 def test_every_assignment_grades_its_solution_full_and_its_hand_out_zero(tmp_path, number, limits):
+    """Chapter 01's pair is graded in the ``graded`` fixture. This is also the suite's one execution of each
+    solution and hand-out outside nbval (it replaced a second, identical run in tests/test_exercises.py)."""
     solution, = (ROOT / "solutions").glob(f"{number}_*.ipynb")
     exercise, = (ROOT / "exercises").glob(f"{number}_*.ipynb")
     rows = grade.grade([solution, exercise], number, tmp_path / "g.csv", jobs=2, limits=limits, progress=False)
@@ -394,6 +396,8 @@ def test_every_assignment_grades_its_solution_full_and_its_hand_out_zero(tmp_pat
     official = nbformat.read(exercise, as_version=4)
     assert full["points"] == full["max_points"] == sum(p for _, p in grade.checks_of(official)) > 0, full["notes"]
     assert blank["points"] == 0 and full["status"] == blank["status"] == "graded"
+    for check, _ in grade.checks_of(official):  # every verdict read: each check passes, each hand-out task is "not done"
+        assert (full[check], blank[check]) == ("passed", "not done"), (check, full["notes"], blank["notes"])
     for answer in grade.answers_of(official):
         assert (full[answer], blank[answer]) == ("answered", "blank")
 
