@@ -2,10 +2,11 @@
 
 - **FDD**, the Fréchet distance in a classifier's penultimate features ("Fréchet Digits Distance", the
   course's FID: Heusel et al. 2017 with our own feature network) between samples and the held-out test
-  split, quoted as a ratio to its **real floor**: the FDD of real images the metric's reference never saw,
-  none repeated, at the same sample size (``fdd_floor``). At n = 1437 that is the whole train split.
-  A perfect sampler reaches that floor; a floor drawn *with* replacement would not be one (about 37 % of
-  such a draw are repeats, and repeats alone lift FDD by ~40 %: chapter 03 shows the number).
+  split, quoted as a ratio to its **real floor** (``fdd_floor``): the FDD of real images the reference never
+  saw, drawn as a perfect sampler draws (``real_digits``: random class counts, none repeated), at the same
+  n. Two easy floors are wrong, in opposite directions: the stratified train split (equal class counts) is
+  below anything a perfect sampler reaches, and a draw with replacement repeats ~37 % of its images and
+  sits above it. Chapter 03 measures both.
 - **FD∞** (``fdd_infinity``): FDD extrapolated to infinitely many samples (Chong & Forsyth 2020), which
   removes the 1/n bias; **KID** (``kid``): the unbiased kernel distance with its standard error
   (Bińkowski et al. 2018), ≈ 0 for real against real, so "indistinguishable" is a statistical statement.
@@ -16,7 +17,7 @@
 Every figure is checked in a second, independently built feature space (``DigitsMLP``: no convolutions,
 no augmentation, another seed; checkpoint ``digits-classifier-mlp``). One sampler seed is not a
 measurement: ``fdd_ratios`` takes the samples of several seeds (``SEEDS``) and gives the mean and spread.
-Fixed sample counts keep the figures comparable: ``N_EVAL`` = 1437 samples against the 360 test images.
+Fixed sample counts keep the figures comparable: ``N_EVAL`` = 1000 samples against the 360 test images.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from .data import digits
 from .forward import check_batch
 from .metrics import fd_infinity, frechet_distance, kid as kid_of_features
 
-N_EVAL = 1437  # samples per FDD: the size of the digits train split, whose FDD is the floor
+N_EVAL = 1000  # samples per FDD: as many as the train split can give a floor for (``MAX_FLOOR_N``), rounded
+MAX_FLOOR_N = 1100  # random class counts (≈ 110 ± 10 a class) still fit in ~144 train images a class
 SEEDS = (0, 1, 2)  # sampler seeds behind every quoted ratio: its mean and spread, never one draw
 
 
@@ -119,42 +121,73 @@ def fdd(classifier: nn.Module, samples: Tensor, reference: Tensor | None = None)
     return frechet_distance(*_features(classifier, samples, reference))
 
 
-def fdd_floor(classifier: nn.Module, n: int = N_EVAL, draws: int = 10, seed: int = 0) -> float:
-    """The real floor of FDD at sample size n: n real train images, **none repeated**, against the test split.
+def real_digits(n: int, seed: int = 0, labels: Tensor | None = None) -> Tensor:
+    """n real train digits drawn the way a perfect sampler would draw them, **none repeated**.
 
-    At n = 1437 this is FDD(train split, test split); below, the mean over ``draws`` random subsets drawn
-    without replacement. A perfect sampler makes no duplicates, so neither may its floor; there is no honest
-    floor beyond the train split's size, and asking for one is an error.
+    A perfect unconditional sampler draws each image i.i.d. from the data: its class counts are
+    Multinomial(n, class shares), different from draw to draw, and it never returns an image twice. So the
+    counts are drawn from the train split's class shares (drawn again, rarely, if a class has too few images)
+    and each class's images are then drawn without replacement. With ``labels`` (a conditional sampler asked
+    for those classes) the counts are exactly the labels' counts.
     """
-    train = digits("train")[0]
-    if not 2 <= n <= len(train):
-        raise ValueError(f"n must be between 2 and {len(train)} (the train split: no real floor beyond it "
-                         f"without repeating images), got {n}")
-    if n == len(train):
-        return fdd(classifier, train)
-    with torch.no_grad():
-        real, reference = _features(classifier, train, None)  # once; each subset's features are rows of these
+    x, y = digits("train")
     g = torch.Generator().manual_seed(seed)
-    return sum(frechet_distance(real[torch.randperm(len(train), generator=g)[:n]], reference)
-               for _ in range(draws)) / draws
+    pools = [torch.nonzero(y == c)[:, 0] for c in range(10)]
+    sizes = torch.tensor([len(p) for p in pools])
+    if labels is not None:
+        counts = torch.bincount(labels.cpu(), minlength=10)
+        if len(labels) != n or (counts > sizes).any():
+            raise ValueError(f"labels must hold n = {n} class indices, at most {sizes.tolist()} of each class "
+                             f"(the train split's images), got counts {counts.tolist()}")
+    else:
+        if not 2 <= n <= MAX_FLOOR_N:
+            raise ValueError(f"n must be between 2 and {MAX_FLOOR_N} for an unconditional floor (the train split has "
+                             f"{len(x)} images, ~144 a class: beyond that its classes run short of random "
+                             f"class counts without repeating images), got {n}")
+        while (counts := torch.bincount(torch.multinomial(sizes.double(), n, replacement=True, generator=g),
+                                        minlength=10)).gt(sizes).any():
+            pass  # a class drew more than it holds (rare at n ≤ MAX_FLOOR_N): draw the counts again
+    return x[torch.cat([p[torch.randperm(len(p), generator=g)[:k]] for p, k in zip(pools, counts.tolist())])]
 
 
-def fdd_ratio(classifier: nn.Module, samples: Tensor) -> float:
-    """FDD / its real floor at the same n: the one ratio every figure of the course quotes."""
-    return fdd(classifier, samples) / fdd_floor(classifier, len(samples))
+def fdd_floor(classifier: nn.Module, n: int = N_EVAL, labels: Tensor | None = None, draws: int = 10,
+              seed: int = 0) -> float:
+    """The real floor of FDD at sample size n: the mean FDD of ``draws`` sets of ``real_digits`` (random class
+    counts, or ``labels``' counts; no image repeated) against the test split. Chapter 03 derives it.
+
+    Two easy floors are wrong. The stratified train split (equal class counts) sits ~1.3× below it (CNN
+    features, n = 1000): a perfect unconditional sampler cannot reach it. A draw *with* replacement repeats
+    ~1/e of its images and sits above it (×1.06 at n = 1000): every ratio to it looks too good.
+    """
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    real = [real_digits(n, seed + d, labels) for d in range(draws)]  # checks n and labels
+    return sum(fdd(classifier, x) for x in real) / draws
+
+
+def fdd_ratio(classifier: nn.Module, samples: Tensor, labels: Tensor | None = None) -> float:
+    """FDD / its real floor at the same n (and the same class counts, given the ``labels`` the samples were
+    asked for): the one ratio every figure of the course quotes."""
+    if labels is not None and len(labels) != len(samples):
+        raise ValueError(f"labels must have one entry per sample ({len(samples)}), got {len(labels)}")
+    return fdd(classifier, samples) / fdd_floor(classifier, len(samples), labels)
 
 
 @torch.no_grad()
 def fdd_infinity(classifier: nn.Module, samples: Tensor, reference: Tensor | None = None) -> float:
     """FD∞ of ``samples`` against ``reference`` (default: test split), the FDD with its 1/n bias extrapolated
-    away (``metrics.fd_infinity``); its floor is ``fdd_infinity(classifier, digits("train")[0])``."""
+    away (``metrics.fd_infinity``); its floor is the FD∞ of ``real_digits`` at the same n."""
     return fd_infinity(*_features(classifier, samples, reference))
 
 
 @torch.no_grad()
 def kid(classifier: nn.Module, samples: Tensor, reference: Tensor | None = None) -> tuple[float, float]:
-    """(KID, its standard error) in the classifier's features against ``reference`` (default: test split)."""
-    return kid_of_features(*_features(classifier, samples, reference))
+    """(KID, its standard error) against ``reference`` (default: test split), in the classifier's features
+    standardised by the reference's per-feature mean and standard deviation: the cubic kernel of KID expects
+    features of order 1 (Inception's are), and raw ones here have norms near 40."""
+    a, b = _features(classifier, samples, reference)
+    mean, std = b.mean(0), b.std(0).clamp(min=1e-6)
+    return kid_of_features((a - mean) / std, (b - mean) / std)
 
 
 @dataclass(frozen=True)
@@ -179,18 +212,20 @@ class Spread:
         return f"{self.mean:.2f} ({self.lo:.2f}–{self.hi:.2f}, {len(self.values)} seeds)"
 
 
-def fdd_ratios(classifier: nn.Module, samples: Sequence[Tensor]) -> Spread:
-    """``fdd_ratio`` of each seed's samples (one tensor per seed), as a ``Spread``."""
+def fdd_ratios(classifier: nn.Module, samples: Sequence[Tensor], labels: Tensor | None = None) -> Spread:
+    """``fdd_ratio`` of each seed's samples (one tensor per seed, all asked for ``labels`` if given), as a ``Spread``."""
     if not samples:
         raise ValueError("samples must hold at least one tensor of samples per seed, got none")
-    return Spread(tuple(fdd_ratio(classifier, x) for x in samples))
+    return Spread(tuple(fdd_ratio(classifier, x, labels) for x in samples))
 
 
 def _features(classifier: nn.Module, samples: Tensor, reference: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Features of samples (clamped to the data's range) and of the reference, on the classifier's device."""
     _require_eval(classifier)
     check_batch(samples, "samples")
     reference = digits("test")[0] if reference is None else reference
-    return classifier.features(samples.clamp(-1, 1)), classifier.features(reference)
+    device = next(classifier.parameters()).device
+    return classifier.features(samples.clamp(-1, 1).to(device)), classifier.features(reference.to(device))
 
 
 @torch.no_grad()
