@@ -26,7 +26,6 @@ Nothing else in the package imports this module at import time: diffusers is opt
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, NamedTuple, Sequence
@@ -46,7 +45,7 @@ from .nn import count_parameters
 from .pretrained import DIGITS_SCHEDULE, DIGITS_TRAINING, DIGITS_UNET
 from .samplers import dpm_solver_pp, sample
 from .schedules import get_schedule
-from .train import EMA, as_eps_model, diffusion_loss
+from .train import EMA, as_eps_model, diffusion_loss, warmup_cosine
 from .unet import UNet
 
 # The course's UNet2DModel (unit 1, step 4) at 8×8, one channel: 18.5 M parameters, four levels 8 → 4 → 2 → 1.
@@ -197,10 +196,10 @@ def train_for(recipe: Recipe, seconds: float | None = None, *, steps: int | None
     losses, spent = [], 0.0
     while (len(losses) < steps) if seconds is None else (spent < seconds):
         start, n = time.perf_counter(), len(losses)
-        progress = n / steps if seconds is None else spent / seconds
-        for group in opt.param_groups:  # train.train's schedule: warm-up, then cosine decay over the budget
-            group["lr"] = recipe.lr * (min(1.0, (n + 1) / max(recipe.warmup, 1))
-                                       * (0.5 * (1 + math.cos(math.pi * progress)) if recipe.cosine_decay else 1))
+        done, budget = (n, steps) if seconds is None else (spent, seconds)
+        for group in opt.param_groups:  # train.train's schedule (warm-up, cosine decay over the budget), or flat
+            group["lr"] = recipe.lr * (warmup_cosine(n, recipe.warmup, done, budget) if recipe.cosine_decay
+                                       else min(1.0, (n + 1) / max(recipe.warmup, 1)))
         idx = torch.randint(0, len(data), (min(recipe.batch_size, len(data)),), generator=generator)
         loss = recipe.loss(model, data[idx].to(device), generator)
         opt.zero_grad(set_to_none=True)

@@ -112,6 +112,12 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def warmup_cosine(n: int, warmup: int, done: float, budget: float) -> float:
+    """The learning-rate factor at step n: a linear warm-up over ``warmup`` steps, times a cosine decay from
+    1 to 0 as ``done`` of the ``budget`` is spent (steps, or seconds; Loshchilov & Hutter 2017)."""
+    return min(1.0, (n + 1) / max(warmup, 1)) * 0.5 * (1 + math.cos(math.pi * done / budget))
+
+
 def rank_and_world_size() -> tuple[int, int]:
     """This process's rank and the number of processes in the torch.distributed group; (0, 1) without one."""
     if dist.is_available() and dist.is_initialized():
@@ -186,9 +192,7 @@ def train(model: nn.Module, data: Tensor, schedule: NoiseSchedule, *, steps: int
         net = DistributedDataParallel(model)  # copies rank 0's weights to all; averages gradients in backward
         net.num_classes = getattr(model, "num_classes", None)  # the model contract, as ``as_eps_model`` keeps it
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    warm = max(warmup, 1)
-    lr_at = lambda n: min(1.0, (n + 1) / warm) * 0.5 * (1 + math.cos(math.pi * n / steps))  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda n: warmup_cosine(n, warmup, n, steps))
     ema = EMA(model, ema_decay)
     result = TrainResult(model, ema.model)
     start = time.perf_counter()
