@@ -170,6 +170,9 @@ def fdd_ratio(classifier: nn.Module, samples: Tensor, labels: Tensor | None = No
     asked for): the one ratio every figure of the course quotes."""
     if labels is not None and len(labels) != len(samples):
         raise ValueError(f"labels must have one entry per sample ({len(samples)}), got {len(labels)}")
+    if labels is None and len(samples) > MAX_FLOOR_N:
+        raise ValueError(f"samples: at most {MAX_FLOOR_N} for an unconditional ratio (no honest floor beyond it: "
+                         f"the train split runs short of random class counts), got {len(samples)}")
     return fdd(classifier, samples) / fdd_floor(classifier, len(samples), labels)
 
 

@@ -71,6 +71,8 @@ def test_no_floor_where_the_train_split_runs_short():
         evaluate.fdd_floor(classifier, 1200)
     with pytest.raises(ValueError, match="labels must hold n = 1500 class indices, at most"):
         evaluate.fdd_floor(classifier, 1500, torch.zeros(1500, dtype=torch.long))
+    with pytest.raises(ValueError, match="samples: at most 1100 for an unconditional ratio"):
+        evaluate.fdd_ratio(classifier, TRAIN)
     with pytest.raises(ValueError, match="labels must have one entry per sample"):
         evaluate.fdd_ratio(classifier, TRAIN[:10], EQUAL)
     with pytest.raises(ValueError, match="at least one tensor"):
