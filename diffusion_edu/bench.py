@@ -271,10 +271,21 @@ def judges(n: int) -> dict:
     return out
 
 
+def counts(quick: bool) -> tuple[int, tuple[int, ...]]:
+    """Digits per figure and the sampler seeds behind it: the full run's, or the smoke run's smaller ones."""
+    return (200, evaluate.SEEDS[:2]) if quick else (evaluate.N_EVAL, evaluate.SEEDS)
+
+
+def check_sections(only, quick: bool) -> None:
+    """Refuse section names the report does not have, naming the ones it does."""
+    unknown = sorted(set(only or ()) - set(sections(quick)))
+    if unknown:
+        raise ValueError(f"only must name sections among {sorted(sections(quick))}, got {unknown}")
+
+
 def sections(quick: bool) -> dict:
     """Every part of the report: name → a function of the judges that measures it."""
-    n = 200 if quick else evaluate.N_EVAL
-    seeds = evaluate.SEEDS[:2] if quick else evaluate.SEEDS
+    n, seeds = counts(quick)
     uncond, cond = (lambda: pretrained.load("digits-uncond")), (lambda: pretrained.load("digits-cond"))
     return dict(
         uncond=lambda j: digits_table(uncond(), j, n, (10,) if quick else NFES, seeds, with_ddpm1000=False),
@@ -301,23 +312,20 @@ def run(quick: bool = False, out: str | os.PathLike = "docs/BENCHMARKS.md", only
     says which sections were measured when).
     """
     out = Path(out)
-    parts = sections(quick)
-    unknown = sorted(set(only or ()) - set(parts))
-    if unknown:
-        raise ValueError(f"only must name sections among {sorted(parts)}, got {unknown}")
+    check_sections(only, quick)
+    parts, (n, seeds) = sections(quick), counts(quick)
     json_path = out.with_suffix(".json")
     report = json.loads(json_path.read_text()) if only and json_path.is_file() else {}
     if only and report.get("quick", quick) != quick:
         raise ValueError("only: the JSON beside the report is from a run of the other kind (--quick or not)")
-    j = judges(200 if quick else evaluate.N_EVAL)
+    j = judges(n)
+    infos = {k: pretrained.load(k).info for k in ("digits-uncond", "digits-cond")}
     report.update(
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
                 f"({torch.get_num_threads()} threads), Python {platform.python_version()}",
-        quick=quick, n_eval=200 if quick else evaluate.N_EVAL, seeds=len(evaluate.SEEDS[:2] if quick else evaluate.SEEDS),
-        goals=GOALS, floors={space: f for space, (_, f) in j.items()},
-        checkpoints={k: dict(train_seconds=pretrained.load(k).info.get("train_seconds"),
-                             steps=pretrained.load(k).info.get("training", {}).get("steps"))
-                     for k in ("digits-uncond", "digits-cond")})
+        quick=quick, n_eval=n, seeds=len(seeds), goals=GOALS, floors={space: f for space, (_, f) in j.items()},
+        checkpoints={k: dict(train_seconds=info.get("train_seconds"), steps=info.get("training", {}).get("steps"))
+                     for k, info in infos.items()})
     dates = report.setdefault("measured", {})
     out.parent.mkdir(parents=True, exist_ok=True)
     for name, measure in parts.items():
@@ -410,10 +418,9 @@ def render(r: dict) -> str:
               f"of training | {both(quick_end)} after {quick_end['train_seconds']} s | "
               f"{_met(ok(quick_end, g['quick_fdd_ratio']) and quick_end['train_seconds'] <= g['quick_train_seconds'])} |"]
     if r["guidance"]:
-        cond_ok = [x for x in r["guidance"] if x["w"] <= g["cond_max_w"] and x["accuracy"] >= g["cond_accuracy"]
-                   and ok(x, g["cond_fdd_ratio"])]
         accurate = [x for x in r["guidance"] if x["w"] <= g["cond_max_w"] and x["accuracy"] >= g["cond_accuracy"]]
-        best = (min(cond_ok or accurate, key=lambda x: x["cnn"]["fdd_ratio"]) if cond_ok or accurate
+        cond_ok = [x for x in accurate if ok(x, g["cond_fdd_ratio"])]
+        best = (min(cond_ok or accurate, key=lambda x: x["cnn"]["fdd_ratio"]) if accurate
                 else max((x for x in r["guidance"] if x["w"] <= g["cond_max_w"]), key=lambda x: x["accuracy"]))
         lines.append(f"| conditional accuracy ≥ {g['cond_accuracy']:.0%} at w ≤ {g['cond_max_w']} with FDD ≤ "
                      f"{g['cond_fdd_ratio']}× | {best['accuracy']:.2%}, {both(best)} at w = {best['w']} | {_met(bool(cond_ok))} |")

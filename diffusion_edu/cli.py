@@ -63,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "bench":
         from . import bench
 
-        unknown = sorted(set(args.only or ()) - set(bench.sections(args.quick)))
-        if unknown:
-            parser.error(f"--only: unknown section(s) {unknown}; choose from {sorted(bench.sections(args.quick))}")
+        try:
+            bench.check_sections(args.only, args.quick)  # before hours of measuring, not after
+        except ValueError as err:
+            parser.error(f"--only: {err}")
         bench.run(quick=args.quick, out=args.out, only=args.only)
     elif args.command == "exercises":
         from . import authoring

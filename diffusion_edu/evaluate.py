@@ -155,9 +155,9 @@ def fdd_floor(classifier: nn.Module, n: int = N_EVAL, labels: Tensor | None = No
     """The real floor of FDD at sample size n: the mean FDD of ``draws`` sets of ``real_digits`` (random class
     counts, or ``labels``' counts; no image repeated) against the test split. Chapter 03 derives it.
 
-    Two easy floors are wrong. The stratified train split (equal class counts) sits ~1.3× below it (CNN
-    features, n = 1000): a perfect unconditional sampler cannot reach it. A draw *with* replacement repeats
-    ~1/e of its images and sits above it (×1.06 at n = 1000): every ratio to it looks too good.
+    Two easy floors are wrong (docs/BENCHMARKS.md, n = 1000). Equal class counts (the stratified split) sit
+    below it, ×0.79 (CNN features) to ×0.61 (MLP): a perfect unconditional sampler cannot reach them. A draw
+    *with* replacement repeats images and sits above it, ×1.10 to ×1.26: every ratio to it looks too good.
     """
     if draws < 1:
         raise ValueError(f"draws must be at least 1, got {draws}")
