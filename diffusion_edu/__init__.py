@@ -1,9 +1,12 @@
 """diffusion_edu: the companion package of the diffusion-edu course.
 
-Each module is one concept, read beside the chapter that derives it:
-``schedules`` and ``forward`` (01), ``nn``, ``train``, ``exact`` (02), ``unet`` (03), ``samplers`` (02, 04),
-``guidance`` (05), ``likelihood`` (04), ``data``, ``metrics`` and ``viz`` throughout; ``evaluate`` and
-``pretrained`` hold the digits metrics and the shipped checkpoints, ``bench`` the benchmark report. The names below are the ones notebooks use.
+The mathematics, each module one concept read beside the chapter that derives it: ``schedules`` and ``forward``
+(01), ``processes`` (continuous-time paths, 06–07), ``parameterisations`` (ε, x₀, v, velocity, score and the
+``Denoiser`` every sampler calls), ``train`` and ``exact`` (02), ``samplers/`` (02, 04, 06, 07), ``guidance``
+(05), ``likelihood`` (04, 06), ``metrics`` and ``evaluate`` (digits quality against honest floors). Networks
+live in ``nets/``, data in ``data/``, exercise checks in ``checks/``, shipped weights in ``pretrained``, and
+the course's tooling (grader, benchmark, authoring, CLI) in ``course/``, which nothing above imports.
+The names below are the ones notebooks use.
 """
 from __future__ import annotations
 
@@ -19,14 +22,16 @@ from .forward import eps_from_v, eps_from_x0, q_posterior, q_sample, v_target, x
 from .guidance import cfg
 from .likelihood import log_likelihood
 from .metrics import frechet_distance, mmd, real_floor, sliced_wasserstein
-from .nn import MLPDenoiser, count_parameters, timestep_embedding
+from .nets import MLPDenoiser, UNet, count_parameters, timestep_embedding
+from .parameterisations import EPS, SCORE, V, VELOCITY, X0, Denoiser, Parameterisation, as_eps_model, on_schedule
+from .processes import (GaussianPath, cosine_vp, from_schedule, karras_sigmas, karras_times, rectified, sub_vp,
+                        uniform_times, ve, vp)
 from .samplers import (Step, ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, sample,
                        timesteps)
 from .schedules import NoiseSchedule, cosine, get_schedule, linear, sigmoid
-from .train import EMA, TrainResult, as_eps_model, diffusion_loss, train
-from .unet import UNet
+from .train import EMA, TrainResult, diffusion_loss, train
 from .viz import animate_trajectory, make_grid, plot_trajectory, scatter2d, show_images
-from . import evaluate, pretrained  # noqa: E402  (de.pretrained.load, de.evaluate.fdd in notebooks)
+from . import data, evaluate, nets, parameterisations, pretrained, processes  # noqa: E402,F401  (de.nets.embed, …)
 
 __version__ = "0.1.0"
 
@@ -57,6 +62,9 @@ __all__ = [
     "NoiseSchedule", "linear", "cosine", "sigmoid", "get_schedule",
     "q_sample", "q_posterior", "x0_from_eps", "eps_from_x0", "v_target", "eps_from_v",
     "GaussianMixture", "gaussian", "gaussian_flow_solution",
+    "GaussianPath", "vp", "sub_vp", "cosine_vp", "ve", "rectified", "from_schedule", "uniform_times",
+    "karras_sigmas", "karras_times",
+    "Parameterisation", "EPS", "X0", "V", "VELOCITY", "SCORE", "Denoiser", "as_eps_model", "on_schedule",
     "MLPDenoiser", "UNet", "timestep_embedding", "count_parameters",
     "diffusion_loss", "train", "TrainResult", "EMA", "as_eps_model",
     "Step", "timesteps", "ddpm", "ddim", "euler", "heun", "dpm_solver_pp", "sample", "model_evaluations",
@@ -64,5 +72,6 @@ __all__ = [
     "toy2d", "TOY2D", "digits", "mnist", "fashion_mnist",
     "sliced_wasserstein", "mmd", "frechet_distance", "real_floor",
     "make_grid", "show_images", "scatter2d", "plot_trajectory", "animate_trajectory",
-    "device", "seed_everything", "fast_mode", "evaluate", "pretrained",
+    "device", "seed_everything", "fast_mode", "data", "nets", "parameterisations", "processes", "evaluate",
+    "pretrained",
 ]

@@ -117,8 +117,9 @@ def training_curve(judges: dict, n: int, every: int, seeds, steps: int | None = 
     """Re-run the 2-minute recipe (``pretrained.DIGITS_QUICK``), scoring the EMA model every ``every`` steps
     (DPM-Solver++, 20 steps; one seed along the way, all ``seeds`` at the end)."""
     from .schedules import get_schedule
-    from .train import as_eps_model, train
-    from .unet import UNet
+    from .parameterisations import as_eps_model, named
+    from .train import train
+    from .nets import UNet
 
     x, _ = digits("train")
     schedule = get_schedule(pretrained.DIGITS_SCHEDULE)
@@ -129,13 +130,13 @@ def training_curve(judges: dict, n: int, every: int, seeds, steps: int | None = 
 
     def evaluate_now(step, result):
         last = step == recipe["steps"]
-        model = as_eps_model(result.ema, schedule, recipe["objective"])
+        model = as_eps_model(result.ema, schedule, named(recipe["objective"]))
         xs = [draw(dpm_solver_pp, model, schedule, 20, n, seed) for seed in (seeds if last else seeds[:1])]
         curve.append(dict(step=step, train_seconds=round(result.seconds, 1), seeds=len(xs), **figures(judges, xs)))
 
     torch.manual_seed(0)
     train(UNet(**pretrained.DIGITS_UNET), x, schedule, seed=0, progress=False, callback=evaluate_now,
-          callback_every=every, **recipe)
+          callback_every=every, **pretrained.training_args(recipe))
     return curve
 
 

@@ -8,19 +8,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .schedules import NoiseSchedule
-
-
-def check_timesteps(t, T: int, batch: int) -> Tensor:
-    """Return ``t`` as a long tensor of shape (batch,), or raise if it is not an integer in [0, T − 1]."""
-    t = torch.as_tensor(t)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"t must hold integer timesteps, got dtype {t.dtype}")
-    if t.ndim > 1 or (t.ndim == 1 and len(t) not in (1, batch)):
-        raise ValueError(f"t must be a scalar or have shape ({batch},), got shape {tuple(t.shape)}")
-    if t.numel() and (t.min() < 0 or t.max() >= T):
-        raise ValueError(f"t must be in [0, {T - 1}], got values in [{int(t.min())}, {int(t.max())}]")
-    return t.long().expand(batch) if t.ndim == 0 or len(t) == 1 else t.long()
+from . import parameterisations as P
+from .schedules import NoiseSchedule, check_timesteps  # noqa: F401  (check_timesteps: re-exported)
 
 
 def check_batch(x: Tensor, name: str = "x") -> None:
@@ -82,23 +71,19 @@ def q_posterior(x0: Tensor, x_t: Tensor, t, schedule: NoiseSchedule) -> tuple[Te
 
 def x0_from_eps(x_t: Tensor, t, eps: Tensor, schedule: NoiseSchedule) -> Tensor:
     """x̂_0 = (x_t − √(1 − ᾱ_t) ε) / √ᾱ_t: Eq. 4 solved for x_0 (Ho et al. 2020, Eq. 15)."""
-    abar = at(schedule.alpha_bars, t, x_t)
-    return (x_t - like((1 - abar).sqrt(), x_t) * eps) / like(abar.sqrt(), x_t)
+    return P.x0_from_eps(x_t, eps, schedule.coefficients(t, x_t))
 
 
 def eps_from_x0(x_t: Tensor, t, x0: Tensor, schedule: NoiseSchedule) -> Tensor:
     """ε̂ = (x_t − √ᾱ_t x_0) / √(1 − ᾱ_t): Eq. 4 solved for ε."""
-    abar = at(schedule.alpha_bars, t, x_t)
-    return (x_t - like(abar.sqrt(), x_t) * x0) / like((1 - abar).sqrt(), x_t)
+    return P.eps_from_x0(x_t, x0, schedule.coefficients(t, x_t))
 
 
 def v_target(x0: Tensor, eps: Tensor, t, schedule: NoiseSchedule) -> Tensor:
     """v = √ᾱ_t ε − √(1 − ᾱ_t) x_0: Salimans & Ho (2022), "Progressive distillation", §4."""
-    abar = at(schedule.alpha_bars, t, x0)
-    return like(abar.sqrt(), x0) * eps - like((1 - abar).sqrt(), x0) * x0
+    return P.v_of(x0, eps, schedule.coefficients(t, x0))
 
 
 def eps_from_v(x_t: Tensor, t, v: Tensor, schedule: NoiseSchedule) -> Tensor:
     """ε̂ = √(1 − ᾱ_t) x_t + √ᾱ_t v (invert the definition of v with x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε)."""
-    abar = at(schedule.alpha_bars, t, x_t)
-    return like((1 - abar).sqrt(), x_t) * x_t + like(abar.sqrt(), x_t) * v
+    return P.x0_eps_from_v(x_t, v, schedule.coefficients(t, x_t))[1]

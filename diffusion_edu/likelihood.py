@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from .forward import check_batch
-from .samplers import Model, _call, timesteps
+from .samplers.common import Model
+from .samplers.discrete import _call, timesteps
 from .schedules import NoiseSchedule
 
 

@@ -41,12 +41,13 @@ except ImportError as err:  # diffusers is a test-only dependency of the course
                       "pip install diffusers") from err
 
 from .data import digits
-from .nn import count_parameters
+from .nets import count_parameters
 from .pretrained import DIGITS_SCHEDULE, DIGITS_TRAINING, DIGITS_UNET
 from .samplers import dpm_solver_pp, sample
 from .schedules import get_schedule
-from .train import EMA, as_eps_model, diffusion_loss, warmup_cosine
-from .unet import UNet
+from .parameterisations import as_eps_model, named
+from .train import EMA, diffusion_loss, warmup_cosine
+from .nets import UNet
 
 # The course's UNet2DModel (unit 1, step 4) at 8×8, one channel: 18.5 M parameters, four levels 8 → 4 → 2 → 1.
 PEER_UNET = dict(sample_size=8, in_channels=1, out_channels=1, layers_per_block=2,
@@ -91,11 +92,11 @@ def ours(unet: dict = DIGITS_UNET, objective: str = DIGITS_TRAINING["objective"]
                          warmup=DIGITS_TRAINING["warmup"], cosine_decay=True, weight_decay=0.0), **training)
 
     def dpm(steps: int) -> Sampler:
-        return lambda model, x_T, g: sample(dpm_solver_pp, as_eps_model(model, schedule, objective), x_T,
+        return lambda model, x_T, g: sample(dpm_solver_pp, as_eps_model(model, schedule, named(objective)), x_T,
                                             schedule, steps)
 
     return Recipe(network=lambda: UNet(**unet),
-                  loss=lambda model, x0, g: diffusion_loss(model, x0, schedule, objective, generator=g),
+                  loss=lambda model, x0, g: diffusion_loss(model, x0, schedule, named(objective), generator=g),
                   samplers={"dpm_solver_pp-20": dpm(20), "dpm_solver_pp-10": dpm(10)}, ema_decay=ema_decay,
                   config=dict(unet=unet, schedule=DIGITS_SCHEDULE, objective=objective, ema_decay=ema_decay,
                               **settings), **settings)
@@ -157,7 +158,7 @@ def peer(unet: dict = PEER_UNET, prediction_type: str = "epsilon", ema_decay: fl
             lambda: diffusers.DDPMScheduler.from_config(ddpm.config, clip_sample=False), 1000),
         "diffusers dpm_solver-20": diffusers_sampler(lambda: dpm_scheduler(ddpm), 20),
         "dpm_solver_pp-20": lambda model, x_T, g: sample(dpm_solver_pp, as_eps_model(as_model(model), schedule,
-                                                                                       objective), x_T, schedule, 20),
+                                                                                       named(objective)), x_T, schedule, 20),
     }
     public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
     return Recipe(network=lambda: diffusers.UNet2DModel(**unet),

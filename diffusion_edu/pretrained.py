@@ -22,11 +22,14 @@ from torch import nn
 from . import evaluate
 from .data import digits, toy2d, TOY2D
 from .metrics import real_floor, sliced_wasserstein
-from .nn import MLPDenoiser
+from .nets import MLPDenoiser
 from .samplers import dpm_solver_pp, sample
 from .schedules import NoiseSchedule, get_schedule
-from .train import as_eps_model, rank_and_world_size, train
-from .unet import UNet
+from . import processes
+from .parameterisations import Denoiser, as_eps_model, named
+from .processes import GaussianPath
+from .train import rank_and_world_size, train
+from .nets import UNet
 
 WEIGHTS = Path(__file__).parent / "weights"
 MANIFEST = "manifest.json"
@@ -38,20 +41,36 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the network (eval mode), and for denoisers the schedule and objective it was trained with."""
+    """A loaded checkpoint: the network (eval mode), and for denoisers the schedule and objective it was trained with.
+
+    ``schedule`` is a discrete ``NoiseSchedule`` (chapters 02–05) or, for a manifest entry with a ``path``, a
+    continuous ``processes.GaussianPath`` (chapters 06 on); ``denoiser`` serves either to any sampler.
+    """
 
     name: str
     model: nn.Module
     info: dict = field(default_factory=dict)
-    schedule: NoiseSchedule | None = None
+    schedule: NoiseSchedule | GaussianPath | None = None
     objective: str | None = None
+
+    @property
+    def denoiser(self) -> Denoiser:
+        """The network behind the one interface every sampler calls (``parameterisations.Denoiser``)."""
+        if self.schedule is None:
+            raise AttributeError(f"{self.name} is not a denoiser")
+        return Denoiser(self.model, self.schedule, named(self.objective))
 
     @property
     def eps_model(self):
         """The network as an ε-predictor, what every sampler expects."""
         if self.schedule is None:
             raise AttributeError(f"{self.name} is not a denoiser")
-        return as_eps_model(self.model, self.schedule, self.objective)
+        return as_eps_model(self.model, self.schedule, named(self.objective))
+
+    @property
+    def parameterisation(self):
+        """What the network predicts (``parameterisations``), from the manifest's ``objective`` name."""
+        return None if self.objective is None else named(self.objective)
 
 
 # ----------------------------------------------------------------------------------------------- recipes
@@ -69,13 +88,19 @@ DIGITS_SCHEDULE = "cosine"
 DIGITS_P_UNCOND = 0.1  # label dropout of the conditional model (Ho & Salimans 2022 use 0.1–0.2)
 
 
+def training_args(recipe: dict) -> dict:
+    """A stored recipe (``objective`` as a name, as the manifest keeps it) as ``train``'s keyword arguments."""
+    args = {k: v for k, v in recipe.items() if k != "objective"}
+    return dict(args, parameterisation=named(recipe["objective"])) if "objective" in recipe else args
+
+
 def _digits_unet(name: str, conditional: bool, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     x, y = digits("train")
     config = dict(DIGITS_UNET, num_classes=10 if conditional else None)
     torch.manual_seed(0)
     model = UNet(**config).to(device)
     extra = dict(labels=y, p_uncond=DIGITS_P_UNCOND) if conditional else {}
-    result = train(model, x, get_schedule(DIGITS_SCHEDULE), seed=0, progress=False, **DIGITS_TRAINING, **extra)
+    result = train(model, x, get_schedule(DIGITS_SCHEDULE), seed=0, progress=False, **training_args(DIGITS_TRAINING), **extra)
     training = dict(DIGITS_TRAINING, p_uncond=DIGITS_P_UNCOND) if conditional else DIGITS_TRAINING
     result.ema.cpu()  # in place: the weights are saved from the CPU
     return result.ema, dict(kind="unet", config=config, schedule=DIGITS_SCHEDULE,
@@ -105,7 +130,7 @@ def _toy(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict
     torch.manual_seed(0)
     model = MLPDenoiser(**TOY_MLP).to(device)
     schedule = get_schedule(TOY_SCHEDULE)
-    result = train(model, toy2d(data_name, 8000, seed=0), schedule, seed=0, progress=False, **TOY_TRAINING)
+    result = train(model, toy2d(data_name, 8000, seed=0), schedule, seed=0, progress=False, **training_args(TOY_TRAINING))
     result.ema.cpu()  # in place: the weights are saved, and evaluated, on the CPU
     return result.ema, dict(kind="mlp", config=TOY_MLP, schedule=TOY_SCHEDULE, objective="eps",
                             training=TOY_TRAINING, train_seconds=round(result.seconds, 1),
@@ -180,7 +205,8 @@ def load(name: str, root: Path = WEIGHTS, device: torch.device | str = "cpu") ->
     model = _build(entry)
     model.load_state_dict(state)
     model.to(device).eval().requires_grad_(False)
-    schedule = get_schedule(entry["schedule"]) if "schedule" in entry else None
+    schedule = (processes.build(entry["path"]) if "path" in entry
+                else get_schedule(entry["schedule"]) if "schedule" in entry else None)
     return Checkpoint(name, model, entry, schedule, entry.get("objective"))
 
 

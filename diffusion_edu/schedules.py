@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .processes import Coefficients, GaussianPath
+
 
 class NoiseSchedule:
     """A discrete noise schedule, held as ``betas`` (float64) plus its derived views (module docstring)."""
@@ -49,6 +51,19 @@ class NoiseSchedule:
         if not -1 <= t < self.T:
             raise ValueError(f"t must be in [-1, {self.T - 1}], got {t}")
         return 1.0 if t == -1 else float(self.alpha_bars[t])
+
+    def coefficients(self, t, like: Tensor) -> Coefficients:
+        """α = √ᾱ_t and σ = √(1 − ᾱ_t) at integer steps t, shaped (B, 1, …) to broadcast against ``like``.
+
+        The discrete view of a Gaussian path (``processes``); it has no α′, σ′ (no velocity, no SDE).
+        """
+        t = check_timesteps(t, self.T, like.shape[0]).cpu()
+        abar = self.alpha_bars[t].reshape(-1, *([1] * (like.ndim - 1)))
+        return Coefficients(*(c.to(device=like.device, dtype=like.dtype) for c in (abar.sqrt(), (1 - abar).sqrt())))
+
+    def sample_times(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n training steps, uniform on {0, …, T − 1} (Ho et al. 2020, Algorithm 1)."""
+        return torch.randint(0, self.T, (n,), generator=generator)
 
     def __repr__(self) -> str:
         return (f"NoiseSchedule(T={self.T}, beta=[{self.betas[0]:.2e} … {self.betas[-1]:.2e}], "
@@ -87,6 +102,20 @@ def sigmoid(T: int = 1000, start: float = -3.0, end: float = 3.0, tau: float = 1
     return from_alpha_bar(lambda u: (v_end - sig((u * (end - start) + start) / tau)) / (v_end - v_start), T)
 
 
+def from_path(path: GaussianPath, T: int = 1000) -> NoiseSchedule:
+    """A continuous path seen on T steps: ᾱ_k = α(t_k)²/(α(t_k)² + σ(t_k)²), t_k = (k + 1)/T (chapter 07).
+
+    On a variance-preserving path that is α(t_k)²; otherwise it is the ᾱ of x_t/√(α² + σ²), which has the same
+    x₀ and ε (a flow-matching model then runs under chapter 04's samplers, ``parameterisations.on_schedule``).
+    """
+    _check_T(T)
+    t = torch.arange(1, T + 1, dtype=torch.float64) / T
+    a2, s2 = path.alpha(t) ** 2, path.sigma(t) ** 2
+    abar = (a2 / (a2 + s2)).clamp(min=1e-12)
+    prev = torch.cat([torch.ones(1, dtype=torch.float64), abar[:-1]])
+    return NoiseSchedule((1 - abar / prev).clamp(1e-12, 0.999))
+
+
 SCHEDULES = {"linear": linear, "cosine": cosine, "sigmoid": sigmoid}
 
 
@@ -95,6 +124,18 @@ def get_schedule(name: str, T: int = 1000, **kwargs) -> NoiseSchedule:
     if name not in SCHEDULES:
         raise ValueError(f"schedule name must be one of {sorted(SCHEDULES)}, got {name!r}")
     return SCHEDULES[name](T, **kwargs)
+
+
+def check_timesteps(t, T: int, batch: int) -> Tensor:
+    """Return ``t`` as a long tensor of shape (batch,), or raise if it is not an integer in [0, T − 1]."""
+    t = torch.as_tensor(t)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"t must hold integer timesteps, got dtype {t.dtype}")
+    if t.ndim > 1 or (t.ndim == 1 and len(t) not in (1, batch)):
+        raise ValueError(f"t must be a scalar or have shape ({batch},), got shape {tuple(t.shape)}")
+    if t.numel() and (t.min() < 0 or t.max() >= T):
+        raise ValueError(f"t must be in [0, {T - 1}], got values in [{int(t.min())}, {int(t.max())}]")
+    return t.long().expand(batch) if t.ndim == 0 or len(t) == 1 else t.long()
 
 
 def _check_T(T: int) -> None:

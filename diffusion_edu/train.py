@@ -24,28 +24,24 @@ from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from .forward import check_batch, eps_from_v, eps_from_x0, q_sample, v_target
-from .schedules import NoiseSchedule
+from .forward import check_batch
+from .parameterisations import EPS, Parameterisation, as_eps_model, check_parameterisation  # noqa: F401
 
-OBJECTIVES = ("eps", "x0", "v")
-
-
-def _check_objective(objective: str) -> None:
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
-
-
-def diffusion_loss(model: nn.Module, x0: Tensor, schedule: NoiseSchedule, objective: str = "eps",
+def diffusion_loss(model: nn.Module, x0: Tensor, schedule, parameterisation: Parameterisation = EPS,
                    y: Tensor | None = None, p_uncond: float = 0.0,
                    generator: torch.Generator | None = None, rows: slice = slice(None)) -> Tensor:
-    """E_{t, ε} ‖target − model(x_t, t, y)‖²: Ho et al. (2020), Eq. 14 and Algorithm 1; chapter 02.
+    """E_{t, ε} ‖target − model(x_t, t, y)‖²: Ho et al. (2020), Eq. 14 and Algorithm 1; chapters 02 and 06.
 
+    ``schedule`` is a discrete ``NoiseSchedule`` (t uniform on its steps) or a continuous ``GaussianPath`` (t
+    uniform on [t_min, 1]); the target is ``parameterisation``'s: ε (Ho et al.), x₀, v, the velocity of flow
+    matching (Lipman et al. 2023, Eq. 23) or the score of denoising score matching (Vincent 2011, Eq. 9 — its
+    λ(σ) = σ² weighting of Song & Ermon 2019 is exactly the ε loss).
     With labels, each one is replaced by the null class with probability ``p_uncond`` (label dropout,
     Ho & Salimans 2022, Algorithm 1), so the same network also learns the unconditional model.
     ``rows`` averages over part of the batch only, after t, ε and the drops are drawn for all of it: a
     data-parallel rank keeps its own slice of the global batch, and its draws are still one process's.
     """
-    _check_objective(objective)
+    check_parameterisation(parameterisation)
     check_batch(x0, "x0")
     if not 0 <= p_uncond <= 1:
         raise ValueError(f"p_uncond must be in [0, 1], got {p_uncond}")
@@ -54,29 +50,16 @@ def diffusion_loss(model: nn.Module, x0: Tensor, schedule: NoiseSchedule, object
     if p_uncond > 0 and getattr(model, "num_classes", None) is None:
         raise ValueError("p_uncond > 0 needs a conditional model (built with num_classes) with a null class")
     B, device = x0.shape[0], x0.device
-    t = torch.randint(0, schedule.T, (B,), generator=generator).to(device)
+    t = schedule.sample_times(B, generator).to(device)
     noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(device)
-    x_t, eps = q_sample(x0, t, schedule, noise=noise)
+    c = schedule.coefficients(t, x0)
+    x_t = c.alpha * x0 + c.sigma * noise  # q(x_t | x_0), Eq. 4; x_t = α(t) x_0 + σ(t) ε on a path
     if y is not None and p_uncond > 0:
         drop = (torch.rand(B, generator=generator) < p_uncond).to(device)
         y = torch.where(drop, torch.full_like(y, model.num_classes), y)  # index num_classes = null class ∅
-    target = {"eps": eps, "x0": x0, "v": v_target(x0, eps, t, schedule)}[objective]
+    target = parameterisation.target(x0, noise, c)
     x_t, t, target, y = x_t[rows], t[rows], target[rows], None if y is None else y[rows]
     return ((model(x_t, t, y) - target) ** 2).mean()
-
-
-def as_eps_model(model: Callable[..., Tensor], schedule: NoiseSchedule, objective: str) -> Callable[..., Tensor]:
-    """Wrap a network trained on ``objective`` so that it predicts ε, what every sampler expects."""
-    _check_objective(objective)
-    if objective == "eps":
-        return model
-    convert = eps_from_x0 if objective == "x0" else eps_from_v
-
-    def eps_model(x: Tensor, t, y: Tensor | None = None) -> Tensor:
-        return convert(x, t, model(x, t, y), schedule)
-
-    eps_model.num_classes = getattr(model, "num_classes", None)
-    return eps_model
 
 
 class EMA:
@@ -148,13 +131,13 @@ def distributed(device: torch.device | str = "cpu") -> Iterator[torch.device]:
         dist.destroy_process_group()
 
 
-def train(model: nn.Module, data: Tensor, schedule: NoiseSchedule, *, steps: int = 2000, batch_size: int = 256,
-          lr: float = 2e-3, objective: str = "eps", labels: Tensor | None = None, p_uncond: float = 0.0,
+def train(model: nn.Module, data: Tensor, schedule, *, steps: int = 2000, batch_size: int = 256,
+          lr: float = 2e-3, parameterisation: Parameterisation = EPS, labels: Tensor | None = None, p_uncond: float = 0.0,
           ema_decay: float = 0.999, warmup: int = 100, weight_decay: float = 0.0, seed: int = 0,
           amp: bool = False, progress: bool = True, callback: Callable[[int, TrainResult], None] | None = None,
           callback_every: int = 100) -> TrainResult:
     """Train ``model`` on ``data`` (all examples, (N, …)) with AdamW, a linear warm-up then cosine decay of the
-    learning rate, and EMA weights; chapter 02. Seeded: the same seed gives the same weights on a CPU.
+    learning rate, and EMA weights; chapter 02. ``schedule`` and ``parameterisation`` are as ``diffusion_loss``'s. Seeded: the same seed gives the same weights on a CPU.
 
     ``callback(step, result)`` runs every ``callback_every`` steps with the result so far (to log or evaluate;
     its time is not counted in ``result.seconds``). ``amp=True`` runs the forward pass under bfloat16 autocast
@@ -170,7 +153,7 @@ def train(model: nn.Module, data: Tensor, schedule: NoiseSchedule, *, steps: int
     len(data)) must be a multiple of W. Dropout masks, drawn per rank, are the one randomness that differs.
     """
     check_batch(data, "data")
-    _check_objective(objective)
+    check_parameterisation(parameterisation)
     if labels is not None and len(labels) != len(data):
         raise ValueError(f"labels must have one entry per example ({len(data)}), got {len(labels)}")
     if steps < 1 or batch_size < 1:
@@ -200,7 +183,7 @@ def train(model: nn.Module, data: Tensor, schedule: NoiseSchedule, *, steps: int
         idx = torch.randint(0, len(data), (batch,), generator=generator)
         y = None if labels is None else labels[idx].to(device)
         with torch.autocast("cuda", torch.bfloat16, enabled=amp):
-            loss = diffusion_loss(net, data[idx].to(device), schedule, objective, y, p_uncond, generator, rows)
+            loss = diffusion_loss(net, data[idx].to(device), schedule, parameterisation, y, p_uncond, generator, rows)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 import diffusion_edu as de
 from diffusion_edu import checks
-from diffusion_edu.unet import ResBlock
+from diffusion_edu.nets.unet import ResBlock
 
 from checking import assert_names_mistake
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_edu import data
+from diffusion_edu.data import images as image_data, toys
 from diffusion_edu.data import TOY2D, digits, fashion_mnist, mnist, read_idx, toy2d
 
 
@@ -42,12 +42,12 @@ def test_toy2d_does_not_touch_the_global_rng():
 
 def test_eight_gaussians_constants_describe_the_data():
     x = toy2d("eight_gaussians", 4000, seed=0).double()
-    assert math.isclose(data.EIGHT_GAUSSIANS_RADIUS**2 / 2 + data.EIGHT_GAUSSIANS_STD**2, 1.0)
+    assert math.isclose(toys.EIGHT_GAUSSIANS_RADIUS**2 / 2 + toys.EIGHT_GAUSSIANS_STD**2, 1.0)
     angles = 2 * math.pi * torch.arange(8, dtype=torch.float64) / 8
-    centres = data.EIGHT_GAUSSIANS_RADIUS * torch.stack([angles.cos(), angles.sin()], 1)
+    centres = toys.EIGHT_GAUSSIANS_RADIUS * torch.stack([angles.cos(), angles.sin()], 1)
     nearest = torch.cdist(x, centres).min(dim=1).values  # distance to the closest centre ~ s·√χ²₂
-    assert nearest.max() < 6 * data.EIGHT_GAUSSIANS_STD
-    assert math.isclose(nearest.square().mean().sqrt().item(), math.sqrt(2) * data.EIGHT_GAUSSIANS_STD, rel_tol=0.05)
+    assert nearest.max() < 6 * toys.EIGHT_GAUSSIANS_STD
+    assert math.isclose(nearest.square().mean().sqrt().item(), math.sqrt(2) * toys.EIGHT_GAUSSIANS_STD, rel_tol=0.05)
 
 
 def test_checkerboard_fills_only_dark_cells():
@@ -120,7 +120,7 @@ def tiny_mnist(tmp_path):
     images = {"train": rng.integers(0, 256, (3, 28, 28)), "test": rng.integers(0, 256, (2, 28, 28))}
     images["train"][0, 0, :2] = (0, 255)  # the two ends of the range
     labels = {"train": np.array([7, 0, 9]), "test": np.array([3, 1])}
-    for split, (img_name, lbl_name) in data.IDX_FILES.items():
+    for split, (img_name, lbl_name) in image_data.IDX_FILES.items():
         gz = split == "train"
         _write(folder / (img_name + ".gz" if gz else img_name), images[split], gz)
         _write(folder / (lbl_name + ".gz" if gz else lbl_name), labels[split], gz)
@@ -201,6 +201,6 @@ def test_download_writes_the_files_it_fetched(tiny_mnist, tmp_path_factory, monk
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: Response(url))
     root = tmp_path_factory.mktemp("empty")
     x, y = mnist("test", root=root)
-    assert all(url.startswith(data.MNIST_MIRROR) for url in requested) and len(requested) == 2
+    assert all(url.startswith(image_data.MNIST_MIRROR) for url in requested) and len(requested) == 2
     assert y.tolist() == labels["test"].tolist()
-    assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(f + ".gz" for f in data.IDX_FILES["test"])
+    assert sorted(p.name for p in (root / "mnist").iterdir()) == sorted(f + ".gz" for f in image_data.IDX_FILES["test"])

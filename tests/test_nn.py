@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import diffusion_edu as de
-from diffusion_edu.unet import ResBlock, SelfAttention
+from diffusion_edu.nets.unet import ResBlock, SelfAttention
 
 
 @pytest.mark.parametrize("kw, shape", [

@@ -17,7 +17,7 @@ from diffusion_edu.data import digits  # noqa: E402
 from diffusion_edu.forward import v_target  # noqa: E402
 from diffusion_edu.schedules import cosine  # noqa: E402
 from diffusion_edu.train import train  # noqa: E402
-from diffusion_edu.unet import UNet  # noqa: E402
+from diffusion_edu.nets.unet import UNet  # noqa: E402
 
 TINY_PEER = dict(P.PEER_UNET, block_out_channels=(16, 16), layers_per_block=1, norm_num_groups=8,
                  down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"))

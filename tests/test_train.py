@@ -23,7 +23,7 @@ def test_short_training_run_reaches_twice_the_noise_floor(record_property):
     assert sum(result.losses[-200:]) < 0.8 * sum(result.losses[:200])  # it learned (ε-loss has a high floor)
 
 
-@pytest.mark.parametrize("objective", ["eps", "x0", "v"])
+@pytest.mark.parametrize("objective", ["eps", "x0", "v", "score"])
 def test_loss_is_zero_for_the_exact_target(objective):
     """A "network" that returns the true target gives zero loss: the targets are what the docstring says."""
     schedule = de.cosine(100)
@@ -31,9 +31,12 @@ def test_loss_is_zero_for_the_exact_target(objective):
     replay = torch.Generator().manual_seed(0)  # the loss draws t first, then ε, from its generator
     t = torch.randint(0, schedule.T, (16,), generator=replay)
     eps = torch.randn(x0.shape, generator=replay, dtype=x0.dtype)
-    target = {"eps": eps, "x0": x0, "v": de.v_target(x0, eps, t, schedule)}[objective]
+    sigma = (1 - schedule.alpha_bars[t]).sqrt()[:, None]
+    target = {"eps": eps, "x0": x0, "v": de.v_target(x0, eps, t, schedule), "score": -eps / sigma}[objective]
     oracle = lambda x, tt, y=None: target  # noqa: E731
-    assert de.diffusion_loss(oracle, x0, schedule, objective, generator=torch.Generator().manual_seed(0)) == 0
+    loss = de.diffusion_loss(oracle, x0, schedule, de.parameterisations.named(objective),
+                             generator=torch.Generator().manual_seed(0))
+    assert loss < 1e-24
 
 
 @pytest.mark.parametrize("objective", ["x0", "v"])
@@ -43,7 +46,7 @@ def test_as_eps_model_converts_any_parameterisation(objective):
     t = torch.tensor([0, 5, 100, 300, 500, 700, 900, 999])
     x_t, _ = de.q_sample(x0, t, schedule, noise=eps)
     pred = {"x0": x0, "v": de.v_target(x0, eps, t, schedule)}[objective]
-    model = de.as_eps_model(lambda x, tt, y=None: pred, schedule, objective)
+    model = de.as_eps_model(lambda x, tt, y=None: pred, schedule, de.parameterisations.named(objective))
     torch.testing.assert_close(model(x_t, t), eps)
 
 
@@ -81,8 +84,10 @@ def test_label_dropout_uses_the_null_class():
 
 def test_train_and_loss_bad_input():
     s, model = de.linear(10), de.MLPDenoiser()
-    with pytest.raises(ValueError, match="objective must be one of"):
-        de.diffusion_loss(model, torch.randn(4, 2), s, "score")
+    with pytest.raises(TypeError, match="parameterisation must be one of"):
+        de.diffusion_loss(model, torch.randn(4, 2), s, "score")  # a string is not a parameterisation
+    with pytest.raises(ValueError, match="needs a continuous-time path"):
+        de.diffusion_loss(model, torch.randn(4, 2), s, de.VELOCITY)
     with pytest.raises(ValueError, match="p_uncond > 0 needs labels"):
         de.diffusion_loss(model, torch.randn(4, 2), s, p_uncond=0.1)
     with pytest.raises(ValueError, match="p_uncond > 0 needs a conditional model"):

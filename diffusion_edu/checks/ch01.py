@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..schedules import NoiseSchedule, cosine, linear
-from . import CheckFailed, checker, close, expect, expect_tensor
+from .base import CheckFailed, checker, close, expect, expect_tensor
 
 __all__ = ["check_alpha_bars_from_betas", "check_forward_step", "check_q_sample", "check_cosine_alpha_bars",
            "check_snr"]

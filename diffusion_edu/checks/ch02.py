@@ -15,11 +15,11 @@ from torch import Tensor
 
 from ..exact import GaussianMixture
 from ..forward import q_posterior, x0_from_eps
-from ..nn import MLPDenoiser
+from ..nets import MLPDenoiser
 from ..samplers import ddpm, sample
 from ..schedules import NoiseSchedule, linear
 from ..train import diffusion_loss
-from . import CheckFailed, checker, close, expect, expect_tensor, ratio
+from .base import CheckFailed, checker, close, expect, expect_tensor, ratio
 
 __all__ = ["check_posterior_mean_var", "check_predict_x0", "check_ddpm_loss", "check_ddpm_step",
            "check_ddpm_sampler"]

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from . import CheckFailed, checker, close, expect, expect_tensor
-from ..nn import timestep_embedding
-from ..unet import ResBlock
+from .base import CheckFailed, checker, close, expect, expect_tensor
+from ..nets import timestep_embedding
+from ..nets.unet import ResBlock
 
 __all__ = ["check_sinusoidal_embedding", "check_resblock_forward", "check_attention", "check_v_target_abar",
            "check_eps_from_v_abar"]

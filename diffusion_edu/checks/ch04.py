@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from . import CheckFailed, checker, close, expect, expect_tensor, ratio
+from .base import CheckFailed, checker, close, expect, expect_tensor, ratio
 
 SHAPE = (16, 1, 4, 4)  # image-shaped, so a step that only works for (B, D) data is caught
 

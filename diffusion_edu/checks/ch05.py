@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import checker, close, expect, expect_tensor
+from .base import checker, close, expect, expect_tensor
 from ..exact import GaussianMixture
 from ..schedules import linear
 

@@ -1,8 +1,9 @@
-"""Samplers: from noise x_T to data, one short function per algorithm (chapters 02 and 04).
+"""Samplers on a discrete schedule's ᾱ grid, one short function per algorithm (chapters 02 and 04).
 
-Every sampler has one signature, ``sampler(model, x_T, schedule, steps, *, y=None, generator=None)``, and
-is a generator that yields a ``Step`` after each update; ``sample(sampler, ...)`` runs one to the end.
-``model(x, t, y)`` predicts ε (wrap other parameterisations with ``train.as_eps_model``).
+Every sampler here has one signature, ``sampler(model, x_T, schedule, steps, *, y=None, generator=None)``,
+and is a generator that yields a ``Step`` after each update; ``sample(sampler, ...)`` runs one to the end.
+``model(x, t, y)`` predicts ε at integer steps t (``parameterisations.as_eps_model`` wraps any other
+parameterisation, ``parameterisations.on_schedule`` any continuous-time denoiser).
 
 The time grid is "trailing" (Lin et al. 2024, Table 2): ``timesteps(schedule, steps)`` starts at the last
 training step T − 1 and each sampler ends at clean data (t = −1, where ᾱ = 1 and σ = 0).
@@ -13,26 +14,13 @@ DDPM, DDIM and DPM-Solver++ step in x_t; Euler and Heun step in x̃. ``Step.x`` 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from .forward import check_batch
-from .schedules import NoiseSchedule
-
-Model = Callable[..., Tensor]
-
-
-@dataclass
-class Step:
-    """One sampler update: the timestep the model was called at, the new sample, and the model's x̂_0."""
-
-    t: int
-    x: Tensor   # the sample after the update, in x_t coordinates (B, …)
-    x0: Tensor  # the prediction of clean data made at t (B, …)
-
+from ..schedules import NoiseSchedule
+from .common import Model, Step, check_output, noise_like, start
 
 def timesteps(schedule: NoiseSchedule, steps: int) -> list[int]:
     """The trailing grid t_i = round(T − i·T/steps) − 1, i = 0, …, steps − 1 (diffusers' "trailing")."""
@@ -63,7 +51,7 @@ def ddpm(model: Model, x_T: Tensor, schedule: NoiseSchedule, steps: int, *, y: T
 
     With steps < T a jump t → t' uses β = 1 − ᾱ_t/ᾱ_t' (Nichol & Dhariwal 2021, §4): the same formulas.
     """
-    x = _start(x_T)
+    x = start(x_T)
     for t, abar, abar_prev in alpha_bar_grid(schedule, steps):
         eps = _call(model, x, t, y)
         x0 = (x - math.sqrt(1 - abar) * eps) / math.sqrt(abar)  # Eq. 15
@@ -71,7 +59,7 @@ def ddpm(model: Model, x_T: Tensor, schedule: NoiseSchedule, steps: int, *, y: T
         mean = (math.sqrt(abar_prev) * beta / (1 - abar) * x0
                 + math.sqrt(1 - beta) * (1 - abar_prev) / (1 - abar) * x)  # μ̃, Eq. 7
         var = (1 - abar_prev) / (1 - abar) * beta  # β̃, Eq. 7
-        x = mean + math.sqrt(var) * _noise(x, generator) if var > 0 else mean
+        x = mean + math.sqrt(var) * noise_like(x, generator) if var > 0 else mean
         yield Step(t, x, x0)
 
 
@@ -81,14 +69,14 @@ def ddim(model: Model, x_T: Tensor, schedule: NoiseSchedule, steps: int, *, y: T
     """DDIM, Song, Meng & Ermon (2021), Eq. 12 with σ_t(η) of Eq. 16; η = 0 deterministic, η = 1 DDPM. Chapter 04."""
     if not 0 <= eta <= 1:
         raise ValueError(f"eta must be in [0, 1] (0: deterministic DDIM, 1: DDPM), got {eta}")
-    x = _start(x_T)
+    x = start(x_T)
     for t, abar, abar_prev in alpha_bar_grid(schedule, steps):
         eps = _call(model, x, t, y)
         x0 = (x - math.sqrt(1 - abar) * eps) / math.sqrt(abar)  # "predicted x_0", Eq. 12
         sigma = eta * math.sqrt((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev))  # Eq. 16
         x = math.sqrt(abar_prev) * x0 + math.sqrt(1 - abar_prev - sigma ** 2) * eps  # Eq. 12
         if sigma > 0:
-            x = x + sigma * _noise(x, generator)
+            x = x + sigma * noise_like(x, generator)
         yield Step(t, x, x0)
 
 
@@ -98,7 +86,7 @@ def euler(model: Model, x_T: Tensor, schedule: NoiseSchedule, steps: int, *, y: 
     """Euler steps on the probability-flow ODE dx̃/dσ = ε̂ in σ-space (Karras et al. 2022, Eq. 4 / Algorithm 1
     without its correction; Song et al. 2021, Eq. 13). Chapter 04. The network sees x̃/√(1 + σ²) = x_t."""
     grid = sigma_grid(schedule, steps)
-    x = _start(x_T) * math.sqrt(1 + grid[0][1] ** 2)  # x̃_T = x_T / √ᾱ_T
+    x = start(x_T) * math.sqrt(1 + grid[0][1] ** 2)  # x̃_T = x_T / √ᾱ_T
     for t, sigma, sigma_next in grid:
         eps = _call(model, x / math.sqrt(1 + sigma ** 2), t, y)  # dx̃/dσ = (x̃ − x̂_0)/σ = ε̂
         x0 = x - sigma * eps
@@ -114,7 +102,7 @@ def heun(model: Model, x_T: Tensor, schedule: NoiseSchedule, steps: int, *, y: T
     The last step, to σ = 0, is a plain Euler step, so it costs 2·steps − 1 model evaluations.
     """
     grid = sigma_grid(schedule, steps)
-    x = _start(x_T) * math.sqrt(1 + grid[0][1] ** 2)
+    x = start(x_T) * math.sqrt(1 + grid[0][1] ** 2)
     for i, (t, sigma, sigma_next) in enumerate(grid):
         eps = _call(model, x / math.sqrt(1 + sigma ** 2), t, y)
         x0 = x - sigma * eps
@@ -133,7 +121,7 @@ def dpm_solver_pp(model: Model, x_T: Tensor, schedule: NoiseSchedule, steps: int
 
     First order at the first step (no history yet) and the last (to σ = 0), like diffusers' lower_order_final.
     """
-    x = _start(x_T)
+    x = start(x_T)
     grid = alpha_bar_grid(schedule, steps)
     x0_prev = h_prev = None
     for i, (t, abar, abar_next) in enumerate(grid):
@@ -150,14 +138,6 @@ def dpm_solver_pp(model: Model, x_T: Tensor, schedule: NoiseSchedule, steps: int
         yield Step(t, x, x0)
 
 
-def sample(sampler: Callable[..., Iterator[Step]], model: Model, x_T: Tensor, schedule: NoiseSchedule,
-           steps: int, **kwargs) -> Tensor:
-    """Run ``sampler`` to the end and return x_0, e.g. ``sample(ddim, model, x_T, schedule, 50, eta=0.0)``."""
-    for step in sampler(model, x_T, schedule, steps, **kwargs):
-        pass
-    return step.x
-
-
 def model_evaluations(sampler: Callable, steps: int) -> int:
     """Number of network calls (NFE) a sampler makes with ``steps`` updates."""
     return 2 * steps - 1 if sampler is heun else steps
@@ -168,20 +148,6 @@ def _lam(abar: float) -> float:
     return math.inf if abar == 1 else 0.5 * math.log(abar / (1 - abar))
 
 
-def _start(x_T: Tensor) -> Tensor:
-    check_batch(x_T, "x_T")
-    return x_T
-
-
 def _call(model: Model, x: Tensor, t: int, y: Tensor | None) -> Tensor:
     """model(x, t, y) with t as a (B,) tensor of timesteps; refuses an output not shaped like x."""
-    out = model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device), y)
-    if out.shape != x.shape:
-        raise ValueError(f"model output must have the shape of x {tuple(x.shape)}, got {tuple(out.shape)}")
-    return out
-
-
-def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise like x, drawn on the generator's device (as diffusers' randn_tensor does)."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+    return check_output(model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device), y), x)

@@ -1,4 +1,4 @@
-"""Building blocks of a denoiser and the 2-D denoiser itself (chapters 02 and 03).
+"""Building blocks every denoiser shares: the time and label embeddings (chapters 02, 03 and 05).
 
 Every denoiser follows one contract, ``model(x, t, y=None) -> prediction`` with the prediction shaped like x:
 ``t`` holds timesteps (a number or a (B,) tensor) and ``y`` optional class labels. A conditional model owns
@@ -27,17 +27,21 @@ def timestep_embedding(t: Tensor, dim: int, max_period: float = 10_000.0, dtype:
 
 
 class TimeEmbedding(nn.Module):
-    """Sinusoidal features of t followed by a two-layer MLP (Ho et al. 2020, Appendix B)."""
+    """Sinusoidal features of ``scale`` · t followed by a two-layer MLP (Ho et al. 2020, Appendix B).
 
-    def __init__(self, dim: int, hidden: int | None = None):
+    Discrete steps t ∈ {0, …, 999} use scale 1; continuous times t ∈ [0, 1] (chapters 06–07) scale 1000, so the
+    sinusoids resolve them as finely (Song et al. 2021 embed 999 t the same way).
+    """
+
+    def __init__(self, dim: int, hidden: int | None = None, scale: float = 1.0):
         super().__init__()
-        self.dim = dim
+        self.dim, self.scale = dim, scale
         hidden = hidden or 4 * dim
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
         self.out_dim = hidden
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(timestep_embedding(t, self.dim, dtype=self.mlp[0].weight.dtype))  # (B, out_dim)
+        return self.mlp(timestep_embedding(self.scale * t, self.dim, dtype=self.mlp[0].weight.dtype))  # (B, out_dim)
 
 
 class LabelEmbedding(nn.Module):
@@ -81,32 +85,6 @@ def embed(time: TimeEmbedding, labels: LabelEmbedding | None, x: Tensor, t, y) -
             raise ValueError("y was given but this model is unconditional (built with num_classes=None)")
         return emb
     return emb + labels(y, x.shape[0], x.device)  # (B, E)
-
-
-class MLPDenoiser(nn.Module):
-    """A time-conditioned MLP for low-dimensional data (chapter 02): model(x, t, y=None) → ε̂, x of shape (B, dim).
-
-    Each hidden layer adds the conditioning vector before its activation, so t (and y) steer every layer.
-    """
-
-    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, time_dim: int = 32,
-                 num_classes: int | None = None):
-        super().__init__()
-        self.dim, self.num_classes = dim, num_classes
-        self.time = TimeEmbedding(time_dim, hidden)
-        self.labels = LabelEmbedding(num_classes, hidden) if num_classes else None
-        self.inp = nn.Linear(dim, hidden)
-        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(depth - 1))
-        self.out = nn.Linear(hidden, dim)
-
-    def forward(self, x: Tensor, t, y: Tensor | None = None) -> Tensor:
-        if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
-        c = embed(self.time, self.labels, x, t, y)  # (B, hidden)
-        h = nn.functional.silu(self.inp(x) + c)
-        for layer in self.hidden:
-            h = nn.functional.silu(layer(h) + c)
-        return self.out(h)  # (B, dim)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .nn import LabelEmbedding, TimeEmbedding, embed
+from .embeddings import LabelEmbedding, TimeEmbedding, embed
 
 
 class ResBlock(nn.Module):
@@ -72,7 +72,7 @@ class UNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 64, 64), num_res_blocks: int = 1,
                  attention_levels: tuple[int, ...] = (-1,), num_classes: int | None = None, groups: int = 8,
-                 dropout: float = 0.0, heads: int = 1):
+                 dropout: float = 0.0, heads: int = 1, time_scale: float = 1.0):
         super().__init__()
         if not channels or any(c % min(groups, c) for c in channels):
             raise ValueError(f"channels must be a non-empty tuple of multiples of groups ({groups}), got {channels}")
@@ -81,7 +81,7 @@ class UNet(nn.Module):
                              f"got {attention_levels} for {len(channels)} levels")
         attention_levels = {a % len(channels) for a in attention_levels}
         self.in_channels, self.num_classes, self.levels = in_channels, num_classes, len(channels)
-        self.time = TimeEmbedding(channels[0])
+        self.time = TimeEmbedding(channels[0], scale=time_scale)  # time_scale: as TimeEmbedding's
         emb = self.time.out_dim
         self.labels = LabelEmbedding(num_classes, emb) if num_classes else None
         attn = lambda c, level: SelfAttention(c, groups, heads) if level in attention_levels else nn.Identity()  # noqa: E731

@@ -1,0 +1,12 @@
+"""Samplers: from noise to data, one short function per algorithm.
+
+``discrete``: on a schedule's ᾱ grid with an ε-model, ``sampler(model, x_T, schedule, steps)`` (chapters 02, 04).
+Chapters 06 and 07 add samplers in continuous time that take a ``parameterisations.Denoiser`` and a time grid
+(``processes.uniform_times``, ``processes.karras_times``). All yield ``Step``s; ``sample`` runs one to the end.
+"""
+from .common import Model, Step, sample
+from .discrete import (alpha_bar_grid, ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, sigma_grid,
+                       timesteps)
+
+__all__ = ["Model", "Step", "sample", "timesteps", "alpha_bar_grid", "sigma_grid", "ddpm", "ddim", "euler",
+           "heun", "dpm_solver_pp", "model_evaluations"]
