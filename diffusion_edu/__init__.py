@@ -26,8 +26,8 @@ from .nets import MLPDenoiser, UNet, count_parameters, timestep_embedding
 from .parameterisations import EPS, SCORE, V, VELOCITY, X0, Denoiser, Parameterisation, as_eps_model, on_schedule
 from .processes import (GaussianPath, cosine_vp, from_schedule, karras_sigmas, karras_times, rectified, sub_vp,
                         uniform_times, ve, vp)
-from .samplers import (Step, ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, sample,
-                       timesteps)
+from .samplers import (Step, ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, ode_euler, ode_evaluations,
+                       ode_heun, ode_midpoint, sample, timesteps)
 from .schedules import NoiseSchedule, cosine, get_schedule, linear, sigmoid
 from .train import EMA, TrainResult, diffusion_loss, train
 from .viz import animate_trajectory, make_grid, plot_trajectory, scatter2d, show_images
@@ -68,6 +68,7 @@ __all__ = [
     "MLPDenoiser", "UNet", "timestep_embedding", "count_parameters",
     "diffusion_loss", "train", "TrainResult", "EMA", "as_eps_model",
     "Step", "timesteps", "ddpm", "ddim", "euler", "heun", "dpm_solver_pp", "sample", "model_evaluations",
+    "ode_euler", "ode_midpoint", "ode_heun", "ode_evaluations",
     "cfg", "log_likelihood",
     "toy2d", "TOY2D", "digits", "mnist", "fashion_mnist",
     "sliced_wasserstein", "mmd", "frechet_distance", "real_floor",
