@@ -21,7 +21,7 @@ from .exact import GaussianMixture, gaussian, gaussian_flow_solution
 from .forward import eps_from_v, eps_from_x0, q_posterior, q_sample, v_target, x0_from_eps
 from .guidance import cfg
 from .likelihood import log_likelihood
-from .metrics import frechet_distance, mmd, real_floor, sliced_wasserstein
+from .metrics import energy_distance, frechet_distance, mmd, real_floor, sliced_wasserstein
 from .nets import MLPDenoiser, UNet, count_parameters, timestep_embedding
 from .parameterisations import EPS, SCORE, V, VELOCITY, X0, Denoiser, Parameterisation, as_eps_model, on_schedule
 from .processes import (GaussianPath, cosine_vp, from_schedule, karras_sigmas, karras_times, rectified, sub_vp,
@@ -31,7 +31,9 @@ from .samplers import (Step, ddim, ddpm, dpm_solver_pp, euler, heun, model_evalu
 from .schedules import NoiseSchedule, cosine, get_schedule, linear, sigmoid
 from .train import EMA, TrainResult, diffusion_loss, train
 from .viz import animate_trajectory, make_grid, plot_trajectory, scatter2d, show_images
-from . import data, evaluate, nets, parameterisations, pretrained, processes  # noqa: E402,F401  (de.nets.embed, …)
+from .flow import (cfm_loss, cfm_sample, independent_coupling, ot_coupling, ot_permutation, reflow_pairs,
+                   straightness, train_flow, trajectory_straightness)
+from . import data, evaluate, flow, nets, parameterisations, pretrained, processes  # noqa: E402,F401  (de.nets.embed, …)
 
 __version__ = "0.1.0"
 
@@ -71,7 +73,9 @@ __all__ = [
     "ode_euler", "ode_midpoint", "ode_heun", "ode_evaluations",
     "cfg", "log_likelihood",
     "toy2d", "TOY2D", "digits", "mnist", "fashion_mnist",
-    "sliced_wasserstein", "mmd", "frechet_distance", "real_floor",
+    "sliced_wasserstein", "mmd", "frechet_distance", "real_floor", "energy_distance",
+    "flow", "independent_coupling", "ot_permutation", "ot_coupling", "cfm_sample", "cfm_loss", "train_flow",
+    "reflow_pairs", "straightness", "trajectory_straightness",
     "make_grid", "show_images", "scatter2d", "plot_trajectory", "animate_trajectory",
     "device", "seed_everything", "fast_mode", "data", "nets", "parameterisations", "processes", "evaluate",
     "pretrained",

@@ -1,6 +1,6 @@
 """``python -m diffusion_edu`` is the ``diffusion-edu`` command."""
 import sys
 
-from .cli import main
+from .course.cli import main
 
 sys.exit(main())

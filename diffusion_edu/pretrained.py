@@ -145,12 +145,77 @@ def toy_sw_ratio(model, schedule: NoiseSchedule, data_name: str, n: int = TOY_EV
     return sliced_wasserstein(x, toy2d(data_name, n, 7)) / floor
 
 
+# Chapter 06: the same U-Net in continuous time on a VP and a VE path, ε-objective (denoising score matching with
+# Song & Ermon's λ(σ) = σ² weighting), DIGITS_TRAINING's budget. VE's σ_max = 10 ≥ the largest distance between two
+# train digits (9.6): Song & Ermon (2020), Technique 1. Raw x_t goes in (no input scaling), as in NCSN.
+SDE_PATHS = {"digits-vp": dict(name="vp"), "digits-ve": dict(name="ve", sigma_min=0.01, sigma_max=10.0)}
+SDE_UNET = dict(DIGITS_UNET, time_scale=1000.0)
+SDE_TRAINING = dict(DIGITS_TRAINING, objective="eps")
+
+
+def _digits_sde(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    path = processes.build(SDE_PATHS[name])
+    torch.manual_seed(0)
+    model = UNet(**SDE_UNET).to(device)
+    result = train(model, digits("train")[0], path, seed=0, progress=False, **training_args(SDE_TRAINING))
+    result.ema.cpu()
+    return result.ema, dict(kind="unet", config=SDE_UNET, path=processes.describe(path),
+                            objective=SDE_TRAINING["objective"], training=SDE_TRAINING,
+                            train_seconds=round(result.seconds, 1))
+
+
+# Chapter 07: flows on the straight path x_t = (1 − t) x₀ + t ε (``processes.rectified``), trained with ``flow.train_flow``
+# on the velocity u = ε − x₀. Three of each: independent coupling ("flow"), minibatch OT ("flow-ot"), and reflow
+# of the first, fine-tuned from its weights on (x₀, ε) pairs that it generated itself, seeded (Liu et al. 2022).
+FLOW_UNET = dict(DIGITS_UNET, time_scale=1000.0)  # continuous t ∈ [0, 1], embedded as 1000 t
+FLOW_TRAINING = dict(steps=1200, batch_size=128, lr=2e-3, warmup=100)
+FLOW_REFLOW = dict(pairs=6000, pair_steps=32, steps=1000, batch_size=128, lr=5e-4, warmup=50)  # Euler steps for pairs
+TOY_FLOW_MLP = dict(hidden=128, depth=3, time_scale=1000.0)
+TOY_FLOW_TRAINING = dict(steps=3000, batch_size=256, lr=2e-3, warmup=100)
+TOY_FLOW_REFLOW = dict(pairs=8000, pair_steps=64, steps=3000, batch_size=256, lr=1e-3, warmup=100)
+FLOW_DATA = "moons"  # the 2-D set of chapter 07
+
+
+def _flow(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Recipes ``digits-flow[-ot|-reflow]`` and ``moons-flow[-ot|-reflow]`` (2-D: ``FLOW_DATA``)."""
+    from . import flow  # chapter 07's module
+    digits_net = name.startswith("digits-")
+    base = name.removesuffix("-ot").removesuffix("-reflow")
+    kind, config = ("unet", FLOW_UNET) if digits_net else ("mlp", TOY_FLOW_MLP)
+    data = digits("train")[0] if digits_net else toy2d(FLOW_DATA, 8000, seed=0)
+    training = FLOW_TRAINING if digits_net else TOY_FLOW_TRAINING
+    extra, info = {}, {}
+    if name.endswith("-reflow"):  # pairs from the base flow, then fine-tune its weights on them
+        training = FLOW_REFLOW if digits_net else TOY_FLOW_REFLOW
+        teacher = load(base, device=device)
+        noise = torch.randn((training["pairs"],) + tuple(data.shape[1:]), generator=torch.Generator().manual_seed(5))
+        start = time.perf_counter()
+        data, noise = flow.reflow_pairs(teacher.denoiser, noise.to(device), training["pair_steps"])
+        model = teacher.model.train().requires_grad_(True)
+        extra = dict(noise=noise)
+        info = dict(reflow_of=base, pair_seconds=round(time.perf_counter() - start, 1))
+    else:
+        torch.manual_seed(0)
+        model = (UNet if digits_net else MLPDenoiser)(**config).to(device)
+        if name.endswith("-ot"):
+            extra = dict(coupling=flow.ot_coupling)
+    args = {k: v for k, v in training.items() if k not in ("pairs", "pair_steps")}
+    result = flow.train_flow(model, data.to(device), seed=0, progress=False, **args, **extra)
+    result.ema.cpu()
+    coupling = "reflow" if name.endswith("-reflow") else "ot" if name.endswith("-ot") else "independent"
+    return result.ema, dict(info, kind=kind, config=config, path=processes.describe(processes.rectified()),
+                            objective="velocity", coupling=coupling, training=training,
+                            data="digits" if digits_net else FLOW_DATA, train_seconds=round(result.seconds, 1))
+
+
 RECIPES: dict[str, Callable[..., tuple[nn.Module, dict]]] = {  # recipe(name, device="cpu")
     "digits-uncond": lambda name, device="cpu": _digits_unet(name, conditional=False, device=device),
     "digits-cond": lambda name, device="cpu": _digits_unet(name, conditional=True, device=device),
     "digits-classifier": _classifier,
     "digits-classifier-mlp": _classifier,
     **{f"toy-{d}": _toy for d in TOY2D},
+    **{f"{net}-flow{suffix}": _flow for net in ("digits", FLOW_DATA) for suffix in ("", "-ot", "-reflow")},
+    **{name: _digits_sde for name in SDE_PATHS},
 }
 
 

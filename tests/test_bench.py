@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from diffusion_edu import bench, heun
+from diffusion_edu import heun
+from diffusion_edu.course import bench
 
 
 def test_steps_for_counts_model_evaluations():

@@ -22,37 +22,14 @@ diffusers = pytest.importorskip("diffusers", reason="diffusers is the test-only 
 
 import diffusion_edu as de  # noqa: E402
 
-T, TOL = 1000, 1e-4
-COMMON = dict(num_train_timesteps=T, beta_start=1e-4, beta_end=0.02, beta_schedule="linear",
-              timestep_spacing="trailing")
+from diffusion_edu.course.verify import COMMON, T, make_setup, ours, run_diffusers  # noqa: E402,F401
 
-
-def make_setup():
-    """The schedule, the exact mixture ε and x_T shared by every comparison (also used by diffusion_edu.bench)."""
-    schedule = de.linear(T)
-    gmm = de.GaussianMixture(torch.tensor([[-1.5, 0.5], [1.0, 1.0], [0.5, -1.5]]), [0.3, 0.2, 0.4],
-                             weights=[0.5, 0.3, 0.2])
-    x_T = torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    return schedule, gmm.eps_model(schedule), x_T
+TOL = 1e-4
 
 
 @pytest.fixture(scope="module")
 def setup():
     return make_setup()
-
-
-def run_diffusers(scheduler, model, x_T, steps, generator=None, sigma_space=False, **step_kw):
-    scheduler.set_timesteps(steps)
-    x = x_T * math.sqrt(1 + float(scheduler.sigmas[0]) ** 2) if sigma_space else x_T  # x̃_T = x_T/√ᾱ_T
-    for t in scheduler.timesteps:
-        eps = model(scheduler.scale_model_input(x, t), t.expand(len(x)))
-        x = scheduler.step(eps, t, x, generator=generator, **step_kw).prev_sample
-    return x
-
-
-def ours(sampler, model, x_T, schedule, steps, seed=None, **kw):
-    generator = None if seed is None else torch.Generator().manual_seed(seed)
-    return de.sample(sampler, model, x_T, schedule, steps, generator=generator, **kw)
 
 
 @pytest.mark.parametrize("steps", [10, 50])

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from diffusion_edu import authoring
+from diffusion_edu.course import authoring
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))

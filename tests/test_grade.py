@@ -12,8 +12,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from diffusion_edu import checks, grade
-from diffusion_edu.cli import main
+from diffusion_edu import checks
+from diffusion_edu.course import grade
+from diffusion_edu.course.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = json.loads((ROOT / "solutions" / "01_forward_process.ipynb").read_text())

@@ -12,7 +12,7 @@ import torch
 
 diffusers = pytest.importorskip("diffusers", reason="the peer recipe is diffusers' (pip install -e .[dev])")
 
-from diffusion_edu import peer as P  # noqa: E402
+from diffusion_edu.course import peer as P  # noqa: E402
 from diffusion_edu.data import digits  # noqa: E402
 from diffusion_edu.forward import v_target  # noqa: E402
 from diffusion_edu.schedules import cosine  # noqa: E402
@@ -126,9 +126,9 @@ def test_comparison_interleaves_and_reports():
 
 def test_missing_diffusers_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` raise ImportError
-    monkeypatch.delitem(sys.modules, "diffusion_edu.peer")
+    monkeypatch.delitem(sys.modules, "diffusion_edu.course.peer")
     with pytest.raises(ImportError, match="pip install diffusers"):
-        importlib.import_module("diffusion_edu.peer")
+        importlib.import_module("diffusion_edu.course.peer")
 
 
 def test_no_module_imports_peer_at_import_time():

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import diffusion_edu as de
-from diffusion_edu import bench, evaluate, pretrained
+from diffusion_edu import evaluate, pretrained
+from diffusion_edu.course import bench
 
 SHIPPED = pretrained.available()
 COND_W = bench.COND_W  # the guidance of the benchmark's conditional table

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import diffusion_edu as de
-from diffusion_edu import authoring
+from diffusion_edu.course import authoring
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = authoring.notebooks(ROOT)

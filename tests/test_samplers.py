@@ -1,32 +1,13 @@
 """Samplers: convergence order against an exact solution, equivalences, reproducibility and bad input."""
 import math
 
-import numpy as np
 import pytest
 import torch
 
 import diffusion_edu as de
-from diffusion_edu.schedules import from_alpha_bar
+from diffusion_edu.course.verify import MEAN, STD, fitted_order, smooth_schedule
 
 SAMPLERS = [de.ddpm, de.ddim, de.euler, de.heun, de.dpm_solver_pp]
-MEAN, STD = torch.tensor([0.5, -0.3], dtype=torch.float64), 0.5
-
-
-def smooth_schedule(T=1280, sigma_max=80.0, rho=3):
-    """σ(τ) = σ_max τ^ρ: smooth at clean data, unlike DDPM's linear β where σ ∝ √t near t = 0.
-
-    That square root makes the very last step to σ = 0 a first-order error for every solver, so orders are
-    only visible on a grid smooth in σ. T = 1280 makes every step count below divide T (an even grid).
-    """
-    return from_alpha_bar(lambda tau: 1 / (1 + (sigma_max * tau ** rho) ** 2), T)
-
-
-def fitted_order(sampler, schedule, step_counts=(20, 40, 80, 160)):
-    model = de.gaussian(MEAN, STD).eps_model(schedule)
-    x_T = torch.randn(512, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    exact = de.gaussian_flow_solution(x_T, float(schedule.alpha_bars[-1]), MEAN, STD)
-    errors = [(de.sample(sampler, model, x_T, schedule, n) - exact).abs().max().item() for n in step_counts]
-    return -np.polyfit(np.log(step_counts), np.log(errors), 1)[0], errors
 
 
 @pytest.mark.parametrize("sampler, order", [(de.euler, 1), (de.ddim, 1), (de.heun, 2), (de.dpm_solver_pp, 2)])

@@ -89,7 +89,7 @@ def _imports(path: Path) -> set[str]:
 def test_every_notebook_imports_only_what_the_wheel_and_its_dependencies_provide(wheel):
     import tomllib
 
-    from diffusion_edu import authoring
+    from diffusion_edu.course import authoring
 
     declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     allowed = set(sys.stdlib_module_names) | {"IPython", "diffusion_edu"}

@@ -10,3 +10,4 @@ from .ch05 import check_cfg_eps, check_classifier_guidance_eps, check_drop_label
 from .ch03 import check_attention, check_eps_from_v_abar, check_resblock_forward, check_sinusoidal_embedding, check_v_target_abar  # noqa: F401
 from .ch02 import check_ddpm_loss, check_ddpm_sampler, check_ddpm_step, check_posterior_mean_var, check_predict_x0  # noqa: F401
 from .ch04 import check_ddim_step, check_dpm_solver_pp_2m_step, check_euler_step, check_heun_step  # noqa: F401
+from .ch07 import check_cfm_pair, check_flow_euler, check_ot_permutation, check_straightness  # noqa: F401

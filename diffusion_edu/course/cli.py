@@ -8,7 +8,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from . import pretrained
+    from .. import pretrained
 
     parser = argparse.ArgumentParser(prog="diffusion-edu", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown recipe {unknown[0]!r}; choose from {sorted(pretrained.RECIPES)} or all")
         import torch
 
-        from .train import distributed
+        from ..train import distributed
 
         if args.device == "cuda" and not torch.cuda.is_available():
             parser.error("--device cuda, but this PyTorch sees no CUDA GPU")

@@ -40,14 +40,14 @@ except ImportError as err:  # diffusers is a test-only dependency of the course
     raise ImportError("diffusion_edu.peer compares our recipe with Hugging Face diffusers': "
                       "pip install diffusers") from err
 
-from .data import digits
-from .nets import count_parameters
-from .pretrained import DIGITS_SCHEDULE, DIGITS_TRAINING, DIGITS_UNET
-from .samplers import dpm_solver_pp, sample
-from .schedules import get_schedule
-from .parameterisations import as_eps_model, named
-from .train import EMA, diffusion_loss, warmup_cosine
-from .nets import UNet
+from ..data import digits
+from ..nets import count_parameters
+from ..pretrained import DIGITS_SCHEDULE, DIGITS_TRAINING, DIGITS_UNET
+from ..samplers import dpm_solver_pp, sample
+from ..schedules import get_schedule
+from ..parameterisations import as_eps_model, named
+from ..train import EMA, diffusion_loss, warmup_cosine
+from ..nets import UNet
 
 # The course's UNet2DModel (unit 1, step 4) at 8×8, one channel: 18.5 M parameters, four levels 8 → 4 → 2 → 1.
 PEER_UNET = dict(sample_size=8, in_channels=1, out_channels=1, layers_per_block=2,

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import torch
 
-from . import authoring, evaluate, pretrained
+from .. import evaluate, pretrained
+from . import authoring
 from .authoring import ROOT
-from .data import TOY2D, digits, toy2d
-from .guidance import cfg
-from .metrics import mmd, real_floor, sliced_wasserstein
-from .samplers import ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, sample
+from .memory import proc_memory_mib
+from ..data import TOY2D, digits, toy2d
+from ..guidance import cfg
+from ..metrics import mmd, real_floor, sliced_wasserstein
+from ..samplers import ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, sample
 
 SAMPLERS = (ddim, heun, dpm_solver_pp, ddpm)  # Euler is DDIM in σ-space (tests/test_samplers.py): same numbers
 NFES = (5, 10, 20, 50)
@@ -116,10 +118,10 @@ def guidance_sweep(ckpt, judges: dict, n: int, seeds) -> list[dict]:
 def training_curve(judges: dict, n: int, every: int, seeds, steps: int | None = None) -> list[dict]:
     """Re-run the 2-minute recipe (``pretrained.DIGITS_QUICK``), scoring the EMA model every ``every`` steps
     (DPM-Solver++, 20 steps; one seed along the way, all ``seeds`` at the end)."""
-    from .schedules import get_schedule
-    from .parameterisations import as_eps_model, named
-    from .train import train
-    from .nets import UNet
+    from ..schedules import get_schedule
+    from ..parameterisations import as_eps_model, named
+    from ..train import train
+    from ..nets import UNet
 
     x, _ = digits("train")
     schedule = get_schedule(pretrained.DIGITS_SCHEDULE)
@@ -157,37 +159,26 @@ def toy_table(n: int) -> list[dict]:
 
 
 def sampler_verification() -> dict:
-    """Max |ours − diffusers| at 10 and 50 steps, and fitted convergence orders, measured with the tests' own
-    harness (tests/test_diffusers_agreement.py, tests/test_samplers.py), so the report and the tests agree."""
-    import importlib
-
+    """Max |ours − diffusers| at 10 and 50 steps, and fitted convergence orders, measured with the harness the
+    tests assert on (``course.verify``: tests/test_diffusers_agreement.py, tests/test_samplers.py), so the two agree."""
     import diffusers
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    A, S = importlib.import_module("test_diffusers_agreement"), importlib.import_module("test_samplers")
-    schedule, model, x_T = A.make_setup()
-    C, seed = A.COMMON, lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    from . import verify
+    schedule, model, x_T = verify.make_setup()
+    C, seed = verify.COMMON, lambda: torch.Generator().manual_seed(1)  # noqa: E731
     oracle = {
-        "DDPM": (ddpm, {}, lambda n: A.run_diffusers(diffusers.DDPMScheduler(**C, clip_sample=False, variance_type="fixed_small"), model, x_T, n, generator=seed())),
-        "DDIM η = 0": (ddim, {"eta": 0.0}, lambda n: A.run_diffusers(diffusers.DDIMScheduler(**C, clip_sample=False, set_alpha_to_one=True, steps_offset=0), model, x_T, n, generator=seed(), eta=0.0)),
-        "DDIM η = 1": (ddim, {"eta": 1.0}, lambda n: A.run_diffusers(diffusers.DDIMScheduler(**C, clip_sample=False, set_alpha_to_one=True, steps_offset=0), model, x_T, n, generator=seed(), eta=1.0)),
-        "DPM-Solver++(2M)": (dpm_solver_pp, {}, lambda n: A.run_diffusers(diffusers.DPMSolverMultistepScheduler(**C, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero", lower_order_final=True), model, x_T, n)),
-        "Euler": (euler, {}, lambda n: A.run_diffusers(diffusers.EulerDiscreteScheduler(**C), model, x_T, n, sigma_space=True)),
+        "DDPM": (ddpm, {}, lambda n: verify.run_diffusers(diffusers.DDPMScheduler(**C, clip_sample=False, variance_type="fixed_small"), model, x_T, n, generator=seed())),
+        "DDIM η = 0": (ddim, {"eta": 0.0}, lambda n: verify.run_diffusers(diffusers.DDIMScheduler(**C, clip_sample=False, set_alpha_to_one=True, steps_offset=0), model, x_T, n, generator=seed(), eta=0.0)),
+        "DDIM η = 1": (ddim, {"eta": 1.0}, lambda n: verify.run_diffusers(diffusers.DDIMScheduler(**C, clip_sample=False, set_alpha_to_one=True, steps_offset=0), model, x_T, n, generator=seed(), eta=1.0)),
+        "DPM-Solver++(2M)": (dpm_solver_pp, {}, lambda n: verify.run_diffusers(diffusers.DPMSolverMultistepScheduler(**C, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero", lower_order_final=True), model, x_T, n)),
+        "Euler": (euler, {}, lambda n: verify.run_diffusers(diffusers.EulerDiscreteScheduler(**C), model, x_T, n, sigma_space=True)),
     }
-    agreement = [dict(sampler=name, **{f"steps_{n}": float(f"{(A.ours(fn, model, x_T, schedule, n, seed=1, **kw) - ref(n)).abs().max().item():.1e}") for n in (10, 50)})
+    agreement = [dict(sampler=name, **{f"steps_{n}": float(f"{(verify.ours(fn, model, x_T, schedule, n, seed=1, **kw) - ref(n)).abs().max().item():.1e}") for n in (10, 50)})
                  for name, (fn, kw, ref) in oracle.items()]
-    fits = {fn.__name__: S.fitted_order(fn, S.smooth_schedule()) for fn in (euler, ddim, heun, dpm_solver_pp)}
+    fits = {fn.__name__: verify.fitted_order(fn, verify.smooth_schedule()) for fn in (euler, ddim, heun, dpm_solver_pp)}
     orders = [dict(sampler=name, order=round(float(order), 2), errors=[float(f"{e:.1e}") for e in errors])
               for name, (order, errors) in fits.items()]
     return dict(agreement=agreement, orders=orders, diffusers=diffusers.__version__)
-
-
-def proc_memory_mib(field: str, pid: int | str = "self") -> float:
-    """A memory field of /proc/<pid>/status, in MiB (Linux): VmRSS (resident now) or VmHWM (peak resident)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/{pid}/status")
 
 
 def _peak_worker(task: str, queue) -> None:
@@ -195,7 +186,7 @@ def _peak_worker(task: str, queue) -> None:
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     base = proc_memory_mib("VmRSS")
     if task == "train":
-        from .train import diffusion_loss
+        from ..train import diffusion_loss
         x, _ = digits("train")
         model = ckpt.model.train().requires_grad_(True)
         opt = torch.optim.AdamW(model.parameters())
