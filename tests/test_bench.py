@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from diffusion_edu import heun
-from diffusion_edu.course import bench
+from diffusion_edu.course import bench, report as bench_report
 
 
 def test_steps_for_counts_model_evaluations():
@@ -17,7 +17,7 @@ def test_steps_for_counts_model_evaluations():
 def test_quick_bench_writes_markdown_and_json(tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "BENCH.md"
-    report = bench.run(quick=True, out=out)
+    report = bench_report.run(quick=True, out=out)
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["quick"] is True and saved["n_eval"] == 200 and saved["seeds"] == 2
     text = out.read_text()
@@ -44,12 +44,12 @@ def test_one_section_is_re_measured_and_the_rest_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "sections", lambda quick: fake)
     monkeypatch.setattr(bench, "judges", lambda n: {})
     monkeypatch.setattr(bench, "render", lambda report: "rendered")
-    bench.run(quick=True, out=out, only=["toys"])
+    bench_report.run(quick=True, out=out, only=["toys"])
     assert calls == ["toys"] and not out.exists(), "a partial run writes the JSON only"
-    bench.run(quick=True, out=out)
+    bench_report.run(quick=True, out=out)
     calls.clear()
-    bench.run(quick=True, out=out, only=["peer", "toys"])
+    bench_report.run(quick=True, out=out, only=["peer", "toys"])
     saved = json.loads(out.with_suffix(".json").read_text())
     assert calls == ["peer", "toys"] and saved["uncond"] == "uncond figures" and out.read_text() == "rendered"
     with pytest.raises(ValueError, match="only must name sections among"):
-        bench.run(quick=True, out=out, only=["uncondd"])
+        bench_report.run(quick=True, out=out, only=["uncondd"])

@@ -38,7 +38,8 @@ def tiny_run(batch_size: int = RUN["batch_size"], inputs: list | None = None) ->
     model = de.MLPDenoiser(**MLP)
     if inputs is not None:
         model.register_forward_pre_hook(lambda module, args: inputs.append([a.clone() for a in args]))
-    return de.train(model, x0, de.linear(100), labels=labels, progress=False, **dict(RUN, batch_size=batch_size))
+    return de.train(model, x0, de.linear(100), labels=labels, progress=False,
+                    **pretrained.training_args(dict(RUN, batch_size=batch_size)))
 
 
 def free_port() -> int:
@@ -165,7 +166,7 @@ def _tiny_recipe(name: str, device: torch.device | str = "cpu"):
 
 
 if __name__ == "__main__":  # one rank under torchrun: the real command line, --out per rank to see who writes
-    from diffusion_edu import cli
+    from diffusion_edu.course import cli
 
     OUT = Path(sys.argv[1])
     pretrained.RECIPES["tiny"] = _tiny_recipe

@@ -1,4 +1,4 @@
-"""The peer comparison (diffusion_edu.peer): each recipe trains and samples, and each variant changes what it says.
+"""The peer comparison (diffusion_edu.course.peer): each recipe trains and samples, and each variant changes what it says.
 
 Tiny networks and step budgets keep it to seconds on one thread; no clocks, no golden numbers.
 """

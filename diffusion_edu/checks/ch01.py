@@ -15,12 +15,12 @@ from torch import Tensor
 
 from ..schedules import NoiseSchedule, cosine, linear
 from .base import CheckFailed, checker, close, expect, expect_tensor
+from .mistakes import diagnose, which
 
 __all__ = ["check_alpha_bars_from_betas", "check_forward_step", "check_q_sample", "check_cosine_alpha_bars",
            "check_snr"]
 
 OK = dict(rtol=1e-4, atol=1e-6)        # accepting: leaves room for a learner who computes in float32
-MISTAKE = dict(rtol=1e-3, atol=1e-6)   # recognising a known mistake, also when made in float32
 ZERO_BASED = ("In this course t is 0-based and ᾱ_t includes step t: ᾱ_t = α_0 α_1 ⋯ α_t, so ᾱ_0 = 1 − β_0 "
               "(clean data is \"t = −1\", where ᾱ = 1).")
 
@@ -29,14 +29,6 @@ def _random_betas(T: int, seed: int, high: float = 0.3) -> Tensor:
     """β_t drawn uniformly in [0.01, high] (float64): large enough that every usual mistake shows."""
     g = torch.Generator().manual_seed(seed)
     return 0.01 + (high - 0.01) * torch.rand(T, generator=g, dtype=torch.float64)
-
-
-def _diagnose(got: Tensor, mistakes: list[tuple[Tensor, str]], fallback: str) -> None:
-    """Raise the message of the first known mistake that ``got`` matches, else ``fallback``."""
-    for value, message in mistakes:
-        if value.shape == got.shape and close(got, value, **MISTAKE):
-            raise CheckFailed(message)
-    raise CheckFailed(fallback)
 
 
 def _first_difference(got: Tensor, want: Tensor) -> int:
@@ -59,7 +51,7 @@ def check_alpha_bars_from_betas(alpha_bars_from_betas) -> None:
     want = torch.cumprod(alphas, 0)
     if not close(got, want, **OK):
         k = _first_difference(got, want)
-        _diagnose(got, [
+        diagnose(got, [
             (alphas, "You returned α_t = 1 − β_t itself. ᾱ_t is the running product of all the α's so far: "
                      "ᾱ_t = α_0 α_1 ⋯ α_t (`torch.cumprod`)."),
             (torch.cumsum(alphas, 0), "You added the α's up (cumsum). Every step multiplies the signal by √α_t, "
@@ -143,7 +135,7 @@ def check_forward_step(forward_step) -> None:
     v = _schedule_values(s, t)
     k = 0
     if not close(a, v["alpha"].sqrt(), **OK):
-        _diagnose(a, [
+        diagnose(a, [
             (v["alpha"], "You forgot the square root on the signal: one step scales x_{t−1} by √α_t, not α_t."),
             (v["abar"].sqrt(), "You used ᾱ_t instead of α_t. √ᾱ_t scales x_0 in the jump from clean data; a "
                                "single step from x_{t−1} scales by √α_t only."),
@@ -154,7 +146,7 @@ def check_forward_step(forward_step) -> None:
         ], f"The coefficient of x_prev at t = {int(t[k])} is {float(a[k]):.4f}; it should be "
            f"√α_t = {float(v['alpha'][k].sqrt()):.4f}.")
     if not close(b, v["beta"].sqrt(), **OK):
-        _diagnose(b, [
+        diagnose(b, [
             (v["beta"], "You used the variance β_t as the standard deviation: scale the noise by √β_t."),
             ((1 - v["abar"]).sqrt(), "You used ᾱ_t instead of α_t: √(1 − ᾱ_t) is the noise of the jump from "
                                      "x_0; one step adds √β_t ε."),
@@ -186,14 +178,6 @@ BOTH = {
 }
 
 
-def _name(got: Tensor, mistakes: list[tuple[Tensor, str, str]]) -> tuple[str, str] | None:
-    """(key, message) of the first known mistake that ``got`` matches, or None."""
-    for value, key, message in mistakes:
-        if close(got, value, **MISTAKE):
-            return key, message
-    return None
-
-
 @checker("q_sample")
 def check_q_sample(q_sample) -> None:
     """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε (Ho et al. 2020, Eq. 4), probed coefficient by coefficient."""
@@ -203,7 +187,7 @@ def check_q_sample(q_sample) -> None:
     v = _schedule_values(s, t)
     found = {}
     if not close(a, v["abar"].sqrt(), **OK):
-        found["Signal"] = _name(a, [
+        found["Signal"] = which(a, [
             (v["abar"], "root", "the coefficient of x_0 is ᾱ_t: you forgot the square root on the signal, "
                                 "it is √ᾱ_t."),
             (v["alpha"].sqrt(), "alpha", "you used α_t instead of ᾱ_t: x_0 is scaled by √ᾱ_t."),
@@ -216,7 +200,7 @@ def check_q_sample(q_sample) -> None:
         ]) or ("other", f"the coefficient of x_0 at t = {int(t[0])} is {float(a[0]):.4f}; it should be "
                         f"√ᾱ_t = {float(v['abar'][0].sqrt()):.4f}.")
     if not close(b, (1 - v["abar"]).sqrt(), **OK):
-        found["Noise"] = _name(b, [
+        found["Noise"] = which(b, [
             (1 - v["abar"], "variance", "you used the variance 1 − ᾱ_t as the standard deviation: scale the "
                                         "noise by √(1 − ᾱ_t)."),
             (v["beta"].sqrt(), "alpha", "you used α_t instead of ᾱ_t: √β_t is one step's noise, after steps "
@@ -273,7 +257,7 @@ def check_cosine_alpha_bars(cosine_alpha_bars) -> None:
             continue
         grid = torch.arange(T, dtype=torch.float64)
         k = _first_difference(got, want)
-        _diagnose(got, [
+        diagnose(got, [
             (_cosine_f(grid / T, s) / f0, "Off by one: your ᾱ_0 = 1, which is clean data (\"t = −1\"). With 0-based t, "
                                           "ᾱ_t = f((t + 1)/T) / f(0): ᾱ_0 is just below 1 and ᾱ_{T−1} ≈ 0."),
             (_cosine_f(grid / (T - 1), s) / f0, "Your τ grid is t/(T − 1), from 0 to 1 over T points. ᾱ_t belongs at "
@@ -308,7 +292,7 @@ def check_snr(snr) -> None:
     expect_tensor(got, (30,), "snr(alpha_bars)")
     want = abar / (1 - abar)
     if not close(got, want, **OK):
-        _diagnose(got, [
+        diagnose(got, [
             ((1 - abar) / abar, "You returned (1 − ᾱ_t)/ᾱ_t = σ_t², the inverse of the SNR. The SNR is the signal "
                                 "variance over the noise variance: ᾱ_t / (1 − ᾱ_t)."),
             (want.sqrt(), "You returned √(ᾱ_t / (1 − ᾱ_t)), a ratio of standard deviations. The SNR is a ratio of "

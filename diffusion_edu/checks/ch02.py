@@ -20,6 +20,7 @@ from ..samplers import ddpm, sample
 from ..schedules import NoiseSchedule, linear
 from ..train import diffusion_loss
 from .base import CheckFailed, checker, close, expect, expect_tensor, ratio
+from .mistakes import diagnose, matches
 
 __all__ = ["check_posterior_mean_var", "check_predict_x0", "check_ddpm_loss", "check_ddpm_step",
            "check_ddpm_sampler"]
@@ -47,13 +48,9 @@ def _scalar_ratio(got: Tensor, base: Tensor, what: str, t: int) -> float:
 
 
 def _name(got: float, want: float, mistakes: list[tuple[float, str]], fallback: str) -> None:
-    """Return if got ≈ want; else raise the message of the first mistake that got matches, else ``fallback``."""
-    if math.isclose(got, want, rel_tol=OK["rtol"], abs_tol=OK["atol"]):
-        return
-    for value, message in mistakes:
-        if math.isclose(got, value, rel_tol=MISTAKE["rtol"], abs_tol=MISTAKE["atol"]):
-            raise CheckFailed(message)
-    raise CheckFailed(fallback)
+    """Return if got ≈ want; else fail with the first mistake that got matches (``mistakes.diagnose``), else ``fallback``."""
+    if not matches(got, want, **OK):
+        diagnose(got, mistakes, fallback, **MISTAKE)
 
 
 def _as_variance(var, batch: int, t: int) -> Tensor:

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .base import CheckFailed, checker, close, expect, expect_tensor
+from .mistakes import diagnose
 from ..nets import timestep_embedding
 from ..nets.unet import ResBlock
 
@@ -22,10 +23,8 @@ __all__ = ["check_sinusoidal_embedding", "check_resblock_forward", "check_attent
 
 
 def _first_match(out: Tensor, variants: dict[str, Tensor], atol: float = 1e-4) -> None:
-    """Raise ``CheckFailed`` with the message of the first variant that ``out`` equals."""
-    for message, value in variants.items():
-        if value.shape == out.shape and close(out, value, rtol=1e-3, atol=atol):
-            raise CheckFailed(message)
+    """Fail with the message of the first variant that ``out`` equals (``mistakes.diagnose``); else return."""
+    diagnose(out, [(value, message) for message, value in variants.items()], rtol=1e-3, atol=atol)
 
 
 # ------------------------------------------------------------------------------------ time embedding

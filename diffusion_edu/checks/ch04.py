@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .base import CheckFailed, checker, close, expect, expect_tensor, ratio
+from .mistakes import diagnose
 
 SHAPE = (16, 1, 4, 4)  # image-shaped, so a step that only works for (B, D) data is caught
 
@@ -27,10 +28,8 @@ def _maxdiff(a: Tensor, b: Tensor) -> str:
 
 
 def _diagnose(out: Tensor, candidates: list[tuple[Tensor, str]]) -> None:
-    """Raise the message of the first candidate mistake that ``out`` reproduces."""
-    for wrong, message in candidates:
-        if close(out, wrong):
-            raise CheckFailed(message)
+    """Fail with the first candidate mistake ``out`` reproduces, at ``close``'s tolerances (``mistakes.diagnose``)."""
+    diagnose(out, candidates, rtol=1e-4, atol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------- DDIM

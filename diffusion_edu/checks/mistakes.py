@@ -25,11 +25,14 @@ def matches(got, value, rtol: float = MISTAKE["rtol"], atol: float = MISTAKE["at
     return math.isclose(float(got), float(value), rel_tol=rtol, abs_tol=atol)
 
 
-def which(got, mistakes: Iterable[tuple[Any, Any]], **tolerance) -> Any | None:
-    """The payload (usually the message) of the first ``(value, payload)`` whose value ``got`` matches, or None."""
-    for value, payload in mistakes:
+def which(got, mistakes: Iterable[tuple], **tolerance) -> Any | None:
+    """The payload of the first ``(value, payload…)`` whose value ``got`` matches, or None.
+
+    The payload is what follows the value: usually the message, or a (key, message) pair to combine findings.
+    """
+    for value, *payload in mistakes:
         if matches(got, value, **tolerance):
-            return payload
+            return payload[0] if len(payload) == 1 else tuple(payload)
     return None
 
 

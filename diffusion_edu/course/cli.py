@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
                 if entry is not None:  # rank 0, the one that writes
                     print(f"{name}: {entry['file']} in {entry['recipe_seconds']} s, sha256 {entry['sha256'][:12]}…")
     elif args.command == "bench":
-        from . import bench
+        from . import bench, report
 
         try:
             bench.check_sections(args.only, args.quick)  # before hours of measuring, not after
         except ValueError as err:
             parser.error(f"--only: {err}")
-        bench.run(quick=args.quick, out=args.out, only=args.only)
+        report.run(quick=args.quick, out=args.out, only=args.only)
     elif args.command == "exercises":
         from . import authoring
 
