@@ -18,6 +18,7 @@ from diffusion_edu.forward import v_target  # noqa: E402
 from diffusion_edu.schedules import cosine  # noqa: E402
 from diffusion_edu.train import train  # noqa: E402
 from diffusion_edu.nets.unet import UNet  # noqa: E402
+from diffusion_edu.parameterisations import V  # noqa: E402
 
 TINY_PEER = dict(P.PEER_UNET, block_out_channels=(16, 16), layers_per_block=1, norm_num_groups=8,
                  down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"))
@@ -52,7 +53,7 @@ def test_ours_with_a_step_budget_is_train_train():
     recipe = P.ours(unet=TINY_OURS, batch_size=16)
     got = P.train_for(recipe, steps=3, seed=5, data=X).model
     torch.manual_seed(5)
-    ref = train(UNet(**TINY_OURS), X, cosine(), steps=3, batch_size=16, lr=recipe.lr, objective="v",
+    ref = train(UNet(**TINY_OURS), X, cosine(), steps=3, batch_size=16, lr=recipe.lr, parameterisation=V,
                 warmup=recipe.warmup, seed=5, progress=False).ema
     torch.testing.assert_close(weights(got), weights(ref), rtol=0, atol=0)
 

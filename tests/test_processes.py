@@ -140,3 +140,20 @@ def test_continuous_training_loss_is_zero_for_the_exact_target():
     state["target"] = P.VELOCITY.target(x0, eps, path.coefficients(t, x0))
     assert de.diffusion_loss(oracle, x0, path, de.VELOCITY, generator=torch.Generator().manual_seed(5)) < 1e-12
     assert processes.check_times(0.5, 3).shape == (3,)
+
+
+def test_discrete_samplers_take_a_denoiser_of_any_parameterisation():
+    """ddim(Denoiser(v-network)) is ddim(as_eps_model(v-network)): one interface, every model."""
+    schedule = de.cosine(100)
+    gmm = de.gaussian(torch.tensor([0.5, -0.3], dtype=torch.float64), 0.4)
+    eps_model = gmm.eps_model(schedule)
+
+    def v_net(x, t, y=None):  # the same exact model, predicting v
+        c = schedule.coefficients(t, x)
+        eps = eps_model(x, t)
+        return P.V.target(P.x0_from_eps(x, eps, c), eps, c)
+
+    x_T = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    want = de.sample(de.ddim, eps_model, x_T, schedule, 10)
+    torch.testing.assert_close(de.sample(de.ddim, P.Denoiser(v_net, schedule, P.V), x_T, schedule, 10), want)
+    torch.testing.assert_close(de.sample(de.ddim, de.as_eps_model(v_net, schedule, P.V), x_T, schedule, 10), want)

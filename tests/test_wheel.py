@@ -26,7 +26,8 @@ def wheel(tmp_path_factory):
 
 def test_wheel_contains_the_package_and_its_weights(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for module in ("__init__", "samplers", "pretrained", "checks/__init__", "checks/ch01"):
+    for module in ("__init__", "samplers/__init__", "samplers/discrete", "processes", "nets/unet", "data/images",
+                   "pretrained", "checks/__init__", "checks/ch01", "course/grade"):
         assert f"diffusion_edu/{module}.py" in names
     assert "diffusion_edu/weights/manifest.json" in names
     from diffusion_edu import pretrained

@@ -19,11 +19,12 @@ import torch
 from .. import evaluate, pretrained
 from . import authoring
 from .authoring import ROOT
+from . import verify
 from .memory import proc_memory_mib
 from ..data import TOY2D, digits, toy2d
 from ..guidance import cfg
 from ..metrics import mmd, real_floor, sliced_wasserstein
-from ..samplers import ddim, ddpm, dpm_solver_pp, euler, heun, model_evaluations, sample
+from ..samplers import ddim, ddpm, dpm_solver_pp, heun, model_evaluations, sample
 
 SAMPLERS = (ddim, heun, dpm_solver_pp, ddpm)  # Euler is DDIM in σ-space (tests/test_samplers.py): same numbers
 NFES = (5, 10, 20, 50)
@@ -156,29 +157,6 @@ def toy_table(n: int) -> list[dict]:
     return rows
 
 
-def sampler_verification() -> dict:
-    """Max |ours − diffusers| at 10 and 50 steps, and fitted convergence orders, measured with the harness the
-    tests assert on (``course.verify``: tests/test_diffusers_agreement.py, tests/test_samplers.py), so the two agree."""
-    import diffusers
-
-    from . import verify
-    schedule, model, x_T = verify.make_setup()
-    C, seed = verify.COMMON, lambda: torch.Generator().manual_seed(1)  # noqa: E731
-    oracle = {
-        "DDPM": (ddpm, {}, lambda n: verify.run_diffusers(diffusers.DDPMScheduler(**C, clip_sample=False, variance_type="fixed_small"), model, x_T, n, generator=seed())),
-        "DDIM η = 0": (ddim, {"eta": 0.0}, lambda n: verify.run_diffusers(diffusers.DDIMScheduler(**C, clip_sample=False, set_alpha_to_one=True, steps_offset=0), model, x_T, n, generator=seed(), eta=0.0)),
-        "DDIM η = 1": (ddim, {"eta": 1.0}, lambda n: verify.run_diffusers(diffusers.DDIMScheduler(**C, clip_sample=False, set_alpha_to_one=True, steps_offset=0), model, x_T, n, generator=seed(), eta=1.0)),
-        "DPM-Solver++(2M)": (dpm_solver_pp, {}, lambda n: verify.run_diffusers(diffusers.DPMSolverMultistepScheduler(**C, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero", lower_order_final=True), model, x_T, n)),
-        "Euler": (euler, {}, lambda n: verify.run_diffusers(diffusers.EulerDiscreteScheduler(**C), model, x_T, n, sigma_space=True)),
-    }
-    agreement = [dict(sampler=name, **{f"steps_{n}": float(f"{(verify.ours(fn, model, x_T, schedule, n, seed=1, **kw) - ref(n)).abs().max().item():.1e}") for n in (10, 50)})
-                 for name, (fn, kw, ref) in oracle.items()]
-    fits = {fn.__name__: verify.fitted_order(fn, verify.smooth_schedule()) for fn in (euler, ddim, heun, dpm_solver_pp)}
-    orders = [dict(sampler=name, order=round(float(order), 2), errors=[float(f"{e:.1e}") for e in errors])
-              for name, (order, errors) in fits.items()]
-    return dict(agreement=agreement, orders=orders, diffusers=diffusers.__version__)
-
-
 def _peak_worker(task: str, queue) -> None:
     ckpt = pretrained.load("digits-uncond")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
@@ -291,7 +269,7 @@ def sections(quick: bool) -> dict:
         notebooks=lambda j: notebook_times(quick),
         grading=lambda j: grading_times(quick),
         browser=lambda j: None if quick else browser_test(),
-        samplers=lambda j: sampler_verification(),
+        samplers=lambda j: verify.sampler_verification(),
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .. import exact
-from ..samplers import sample
+from ..samplers import ddim, ddpm, dpm_solver_pp, euler, heun, sample
 from ..schedules import from_alpha_bar, linear
 
 T = 1000
@@ -61,3 +61,25 @@ def fitted_order(sampler, schedule, step_counts=(20, 40, 80, 160)):
     want = exact.gaussian_flow_solution(x_T, float(schedule.alpha_bars[-1]), MEAN, STD)
     errors = [(sample(sampler, model, x_T, schedule, n) - want).abs().max().item() for n in step_counts]
     return -np.polyfit(np.log(step_counts), np.log(errors), 1)[0], errors
+
+
+def sampler_verification() -> dict:
+    """Max |ours − diffusers| at 10 and 50 steps, and fitted convergence orders, measured with the harness the
+    tests assert on (this module: tests/test_diffusers_agreement.py, tests/test_samplers.py), so the two agree."""
+    import diffusers
+
+    schedule, model, x_T = make_setup()
+    C, seed = COMMON, lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    oracle = {
+        "DDPM": (ddpm, {}, lambda n: run_diffusers(diffusers.DDPMScheduler(**C, clip_sample=False, variance_type="fixed_small"), model, x_T, n, generator=seed())),
+        "DDIM η = 0": (ddim, {"eta": 0.0}, lambda n: run_diffusers(diffusers.DDIMScheduler(**C, clip_sample=False, set_alpha_to_one=True, steps_offset=0), model, x_T, n, generator=seed(), eta=0.0)),
+        "DDIM η = 1": (ddim, {"eta": 1.0}, lambda n: run_diffusers(diffusers.DDIMScheduler(**C, clip_sample=False, set_alpha_to_one=True, steps_offset=0), model, x_T, n, generator=seed(), eta=1.0)),
+        "DPM-Solver++(2M)": (dpm_solver_pp, {}, lambda n: run_diffusers(diffusers.DPMSolverMultistepScheduler(**C, algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero", lower_order_final=True), model, x_T, n)),
+        "Euler": (euler, {}, lambda n: run_diffusers(diffusers.EulerDiscreteScheduler(**C), model, x_T, n, sigma_space=True)),
+    }
+    agreement = [dict(sampler=name, **{f"steps_{n}": float(f"{(ours(fn, model, x_T, schedule, n, seed=1, **kw) - ref(n)).abs().max().item():.1e}") for n in (10, 50)})
+                 for name, (fn, kw, ref) in oracle.items()]
+    fits = {fn.__name__: fitted_order(fn, smooth_schedule()) for fn in (euler, ddim, heun, dpm_solver_pp)}
+    orders = [dict(sampler=name, order=round(float(order), 2), errors=[float(f"{e:.1e}") for e in errors])
+              for name, (order, errors) in fits.items()]
+    return dict(agreement=agreement, orders=orders, diffusers=diffusers.__version__)

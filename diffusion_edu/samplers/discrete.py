@@ -2,8 +2,8 @@
 
 Every sampler here has one signature, ``sampler(model, x_T, schedule, steps, *, y=None, generator=None)``,
 and is a generator that yields a ``Step`` after each update; ``sample(sampler, ...)`` runs one to the end.
-``model(x, t, y)`` predicts ε at integer steps t (``parameterisations.as_eps_model`` wraps any other
-parameterisation, ``parameterisations.on_schedule`` any continuous-time denoiser).
+``model(x, t, y)`` predicts ε at integer steps t, or is a ``parameterisations.Denoiser`` on the schedule (any
+parameterisation); ``parameterisations.on_schedule`` brings a continuous-time denoiser onto a schedule.
 
 The time grid is "trailing" (Lin et al. 2024, Table 2): ``timesteps(schedule, steps)`` starts at the last
 training step T − 1 and each sampler ends at clean data (t = −1, where ᾱ = 1 and σ = 0).
@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import torch
 from torch import Tensor
 
+from ..parameterisations import Denoiser
 from ..schedules import NoiseSchedule
 from .common import Model, Step, check_output, noise_like, start
 
@@ -148,6 +149,8 @@ def _lam(abar: float) -> float:
     return math.inf if abar == 1 else 0.5 * math.log(abar / (1 - abar))
 
 
-def _call(model: Model, x: Tensor, t: int, y: Tensor | None) -> Tensor:
-    """model(x, t, y) with t as a (B,) tensor of timesteps; refuses an output not shaped like x."""
-    return check_output(model(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device), y), x)
+def _call(model: Model | Denoiser, x: Tensor, t: int, y: Tensor | None) -> Tensor:
+    """ε̂ = model(x, t, y) with t as a (B,) tensor of timesteps; a ``Denoiser`` on this schedule is asked for its
+    ε, whatever its network predicts. Refuses an output not shaped like x."""
+    t = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+    return check_output(model.eps(x, t, y) if isinstance(model, Denoiser) else model(x, t, y), x)
