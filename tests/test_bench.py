@@ -43,7 +43,7 @@ def test_one_section_is_re_measured_and_the_rest_kept(tmp_path, monkeypatch):
     fake = {name: (lambda j, name=name: calls.append(name) or f"{name} figures") for name in bench.sections(True)}
     monkeypatch.setattr(bench, "sections", lambda quick: fake)
     monkeypatch.setattr(bench, "judges", lambda n: {})
-    monkeypatch.setattr(bench, "render", lambda report: "rendered")
+    monkeypatch.setattr(bench_report, "render", lambda report: "rendered")
     bench_report.run(quick=True, out=out, only=["toys"])
     assert calls == ["toys"] and not out.exists(), "a partial run writes the JSON only"
     bench_report.run(quick=True, out=out)

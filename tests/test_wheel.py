@@ -67,7 +67,7 @@ def test_a_chapter_runs_from_the_installed_wheel_outside_the_checkout(wheel, tmp
 # What a learner's notebook may import: the standard library, the package's declared dependencies (as import
 # names), IPython (which every Jupyter kernel brings) and diffusion_edu itself.
 IMPORT_NAMES = {"torch": "torch", "numpy": "numpy", "matplotlib": "matplotlib", "ipywidgets": "ipywidgets",
-                "tqdm": "tqdm", "scikit-learn": "sklearn"}
+                "tqdm": "tqdm", "scikit-learn": "sklearn", "scipy": "scipy"}
 
 
 def _imports(path: Path) -> set[str]:

@@ -11,7 +11,8 @@ import torch
 
 from .. import evaluate, pretrained
 from .authoring import ROOT
-from .bench import COND_W, GOALS, PEER_SECONDS, check_sections, counts, judges, sections
+from . import bench
+from .bench import COND_W, GOALS, PEER_SECONDS
 
 
 def run(quick: bool = False, out: str | os.PathLike = "docs/BENCHMARKS.md", only: list[str] | None = None) -> dict:
@@ -21,13 +22,13 @@ def run(quick: bool = False, out: str | os.PathLike = "docs/BENCHMARKS.md", only
     says which sections were measured when).
     """
     out = Path(out)
-    check_sections(only, quick)
-    parts, (n, seeds) = sections(quick), counts(quick)
+    bench.check_sections(only, quick)
+    parts, (n, seeds) = bench.sections(quick), bench.counts(quick)
     json_path = out.with_suffix(".json")
     report = json.loads(json_path.read_text()) if only and json_path.is_file() else {}
     if only and report.get("quick", quick) != quick:
         raise ValueError("only: the JSON beside the report is from a run of the other kind (--quick or not)")
-    j = judges(n)
+    j = bench.judges(n)
     infos = {k: pretrained.load(k).info for k in ("digits-uncond", "digits-cond")}
     report.update(
         machine=f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
