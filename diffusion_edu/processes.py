@@ -101,14 +101,16 @@ class GaussianPath:
             lo, hi = torch.where(later, mid, lo), torch.where(later, hi, mid)
         return (lo + hi) / 2
 
+    params: tuple[str, ...] = ()  # the constructor's arguments, for ``repr`` and ``describe``
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({', '.join(f'{k}={getattr(self, k)}' for k in self.params)})"
 
 
 class VP(GaussianPath):
     """Variance preserving, β(t) linear from β_min to β_max: DDPM's continuous limit (Song et al. 2021, Eq. 11)."""
 
-    name = "vp"
+    name, params = "vp", ("beta_min", "beta_max")
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0):
         if not 0 < beta_min < beta_max:
@@ -134,14 +136,12 @@ class VP(GaussianPath):
     def d_sigma(self, t):
         return 0.5 * self.beta(t) * self.alpha(t) ** 2 / self.sigma(t)
 
-    def __repr__(self):
-        return f"VP(beta_min={self.beta_min}, beta_max={self.beta_max})"
 
 
 class SubVP(VP):
     """Sub-VP: α as VP, σ = 1 − α², whose variance stays below VP's (Song et al. 2021, Eq. 12)."""
 
-    name = "sub_vp"
+    name = "sub_vp"  # params: VP's
 
     def sigma(self, t):
         return -torch.expm1(-self.integral(t))
@@ -149,14 +149,12 @@ class SubVP(VP):
     def d_sigma(self, t):
         return self.beta(t) * self.alpha(t) ** 2
 
-    def __repr__(self):
-        return f"SubVP(beta_min={self.beta_min}, beta_max={self.beta_max})"
 
 
 class CosineVP(GaussianPath):
     """Variance preserving with α(t) = cos(π/2 (t+s)/(1+s)) / cos(π/2 s/(1+s)) (Nichol & Dhariwal 2021, Eq. 17)."""
 
-    name = "cosine_vp"
+    name, params = "cosine_vp", ("s",)
 
     def __init__(self, s: float = 0.008, t_max: float = 0.9946):
         self.s, self.t_max = s, t_max  # t_max: α(1) = 0 exactly, so 1 maps to t_max, where α ≈ 0.0085 (β ≤ 0.999)
@@ -181,7 +179,7 @@ class CosineVP(GaussianPath):
 class VE(GaussianPath):
     """Variance exploding: α = 1, σ(t) = σ_min (σ_max/σ_min)ᵗ (Song et al. 2021, Eq. 9; SMLD's geometric σ's)."""
 
-    name = "ve"
+    name, params = "ve", ("sigma_min", "sigma_max")
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0):
         if not 0 < sigma_min < sigma_max:
@@ -201,8 +199,6 @@ class VE(GaussianPath):
     def d_sigma(self, t):
         return self.sigma(t) * math.log(self.sigma_max / self.sigma_min)
 
-    def __repr__(self):
-        return f"VE(sigma_min={self.sigma_min}, sigma_max={self.sigma_max})"
 
 
 class Rectified(GaussianPath):
@@ -298,11 +294,9 @@ def build(spec: dict) -> GaussianPath:
 
 def describe(path: GaussianPath) -> dict:
     """The inverse of ``build``: the name and constructor arguments of a path."""
-    keys = {"vp": ("beta_min", "beta_max"), "sub_vp": ("beta_min", "beta_max"), "cosine_vp": ("s",),
-            "ve": ("sigma_min", "sigma_max"), "rectified": ()}
-    if path.name not in keys:
+    if path.name not in PATHS:
         raise ValueError(f"only the paths of {sorted(PATHS)} can be stored, got {path!r}")
-    return dict(name=path.name, **{k: getattr(path, k) for k in keys[path.name]})
+    return dict(name=path.name, **{k: getattr(path, k) for k in path.params})
 
 
 def check_times(t, batch: int) -> Tensor:

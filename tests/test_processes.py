@@ -157,3 +157,12 @@ def test_discrete_samplers_take_a_denoiser_of_any_parameterisation():
     want = de.sample(de.ddim, eps_model, x_T, schedule, 10)
     torch.testing.assert_close(de.sample(de.ddim, P.Denoiser(v_net, schedule, P.V), x_T, schedule, 10), want)
     torch.testing.assert_close(de.sample(de.ddim, de.as_eps_model(v_net, schedule, P.V), x_T, schedule, 10), want)
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if p.name != "from_schedule"], ids=lambda p: p.name)
+def test_paths_are_stored_and_rebuilt(path):
+    rebuilt = processes.build(processes.describe(path))
+    assert repr(rebuilt) == repr(path)
+    torch.testing.assert_close(rebuilt.sigma(T), path.sigma(T))
+    with pytest.raises(ValueError, match="path name must be one of"):
+        processes.build({"name": "vpp"})
