@@ -138,6 +138,29 @@ class GaussianMixture:
         from .parameterisations import EPS, Denoiser
         return Denoiser(self.path_model(path), path, EPS)
 
+    def mode_weights(self, x: Tensor) -> Tensor:
+        """The share of samples (N, D) that each component claims (by the largest responsibility p(k | x)), (K,)."""
+        k = self.responsibilities(x).argmax(dim=1)
+        return torch.bincount(k, minlength=self.num_classes).double() / len(x)
+
+    def mode_weight_error(self, x: Tensor) -> float:
+        """½ Σ_k |ŵ_k − w_k|: the total-variation error of the samples' mode weights (chapter 06)."""
+        return 0.5 * float((self.mode_weights(x) - self.weights).abs().sum())
+
+    def mode_weight_floor(self, n: int, draws: int = 100_000, seed: int = 0) -> float:
+        """The ``mode_weight_error`` a perfect sampler makes with n samples: E ½ Σ_k |c_k/n − w_k| with
+        c ~ Multinomial(n, w), a mean over ``draws`` draws (the multinomial noise floor), each drawn as a chain
+        of binomials c_k ~ Bin(n − c_1 − … − c_{k−1}, w_k/(w_k + … + w_K))."""
+        if n < 1 or draws < 1:
+            raise ValueError(f"n and draws must be positive, got n={n}, draws={draws}")
+        g = torch.Generator().manual_seed(seed)
+        left, rest, counts = torch.full((draws,), float(n), dtype=torch.float64), 1.0, []
+        for w in self.weights.tolist():
+            c = torch.binomial(left, torch.full_like(left, min(w / rest, 1.0) if rest > 0 else 0.0), generator=g)
+            counts.append(c)
+            left, rest = left - c, rest - w
+        return float(0.5 * (torch.stack(counts, 1) / n - self.weights).abs().sum(1).mean())
+
     def entropy(self, n: int = 1_000_000, seed: int = 0) -> tuple[float, float]:
         """(H, its standard error) in nats: H = −E log p(x), a Monte-Carlo mean of the exact log-density over
         n samples (a mixture's entropy has no closed form; at n = 10⁶ the error is ~1e-3 nats)."""

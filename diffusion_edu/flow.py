@@ -18,20 +18,19 @@ integrate it back from t = 1 to t = 0 are ``samplers.ode_euler`` / ``ode_midpoin
 """
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .forward import check_batch
 from .parameterisations import Denoiser
-from .processes import uniform_times
+from .grids import uniform_times
+from .processes import check_times, rectified
 from .samplers import ode_euler, sample
-from .train import EMA, TrainResult, warmup_cosine
+from .train import TrainResult, train
 
 Coupling = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]
 
@@ -68,7 +67,7 @@ def cfm_sample(x0: Tensor, x1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
     """(x_t, u_t): x_t = (1 − t) x₀ + t x₁ and its velocity u_t = x₁ − x₀ (Lipman et al. 2023, Eqs. 20–23,
     σ_min = 0, in our time direction; Liu et al. 2022, Eq. 1). ``t`` is (B,), x₀ and x₁ are (B, …)."""
     _check_pair(x0, x1)
-    t = t.to(x0.dtype).reshape((-1,) + (1,) * (x0.ndim - 1))  # (B, 1, …)
+    t = check_times(t, len(x0)).to(x0.device, x0.dtype).reshape((-1,) + (1,) * (x0.ndim - 1))  # (B, 1, …)
     return (1 - t) * x0 + t * x1, x1 - x0
 
 
@@ -86,10 +85,9 @@ def cfm_loss(model: nn.Module, x0: Tensor, x1: Tensor | None = None, coupling: C
 
 
 def train_flow(model: nn.Module, data: Tensor, *, noise: Tensor | None = None,
-               coupling: Coupling = independent_coupling, steps: int = 2000, batch_size: int = 256,
-               lr: float = 2e-3, warmup: int = 100, ema_decay: float = 0.999, seed: int = 0,
-               progress: bool = True) -> TrainResult:
-    """Train a velocity network with ``cfm_loss``: AdamW, warm-up then cosine decay, EMA (as ``train.train``).
+               coupling: Coupling = independent_coupling, **training) -> TrainResult:
+    """Train a velocity network with ``cfm_loss``: ``train.train``'s loop (AdamW, warm-up then cosine decay, EMA)
+    and its keyword arguments (``steps``, ``batch_size``, ``lr``, ``warmup``, ``ema_decay``, ``seed``, …).
 
     ``noise`` (one x₁ per row of ``data``) fixes the pairs: reflow (Liu et al. 2022, Algorithm 1) trains on the
     (x₀, x₁) a previous flow produced. Otherwise fresh noise is drawn for every batch and paired by ``coupling``.
@@ -100,31 +98,12 @@ def train_flow(model: nn.Module, data: Tensor, *, noise: Tensor | None = None,
         raise ValueError(f"noise must have the shape of data {tuple(data.shape)}, got {tuple(noise.shape)}")
     if noise is not None and coupling is not independent_coupling:
         raise ValueError("noise fixes the pairs (reflow): leave coupling as independent_coupling")
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be ≥ 1, got steps={steps}, batch_size={batch_size}")
-    device = next(model.parameters()).device
-    batch = min(batch_size, len(data))
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda n: warmup_cosine(n, warmup, n, steps))
-    ema = EMA(model, ema_decay)
-    result = TrainResult(model, ema.model)
-    model.train()
-    start = time.perf_counter()
-    for _ in tqdm(range(steps), desc="training", disable=not progress, mininterval=1.0):
-        idx = torch.randint(0, len(data), (batch,), generator=generator)
-        x1 = None if noise is None else noise[idx].to(device)
-        loss = cfm_loss(model, data[idx].to(device), x1, coupling, generator)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema.update(model)
-        result.losses.append(loss.item())
-    result.seconds = time.perf_counter() - start
-    model.eval()
-    return result
+
+    def loss(net: nn.Module, x0: Tensor, idx: Tensor, generator: torch.Generator) -> Tensor:
+        x1 = None if noise is None else noise[idx].to(x0.device)
+        return cfm_loss(net, x0, x1, coupling, generator)
+
+    return train(model, data, rectified(), loss=loss, **training)
 
 
 # ------------------------------------------------------------------------------------ reflow, straightness
@@ -136,6 +115,8 @@ def reflow_pairs(denoiser: Denoiser, x1: Tensor, steps: int = 32, sampler=ode_eu
     to 0. Training a new flow on these pairs is reflow (Liu et al. 2022, Algorithm 1, "Reflow"); the pairs
     cross less than independent ones, so the new flow is straighter. Returns x₀ and x₁ on x₁'s device."""
     check_batch(x1, "x1")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
     times = uniform_times(steps)
     chunks = [sample(sampler, denoiser, x1[i:i + batch_size], times,
                      y=None if y is None else y[i:i + batch_size]) for i in range(0, len(x1), batch_size)]

@@ -135,13 +135,17 @@ def train(model: nn.Module, data: Tensor, schedule, *, steps: int = 2000, batch_
           lr: float = 2e-3, parameterisation: Parameterisation = EPS, labels: Tensor | None = None, p_uncond: float = 0.0,
           ema_decay: float = 0.999, warmup: int = 100, weight_decay: float = 0.0, seed: int = 0,
           amp: bool = False, progress: bool = True, callback: Callable[[int, TrainResult], None] | None = None,
-          callback_every: int = 100) -> TrainResult:
+          callback_every: int = 100, loss: Callable[..., Tensor] | None = None) -> TrainResult:
     """Train ``model`` on ``data`` (all examples, (N, …)) with AdamW, a linear warm-up then cosine decay of the
     learning rate, and EMA weights; chapter 02. ``schedule`` and ``parameterisation`` are as ``diffusion_loss``'s. Seeded: the same seed gives the same weights on a CPU.
 
     ``callback(step, result)`` runs every ``callback_every`` steps with the result so far (to log or evaluate;
     its time is not counted in ``result.seconds``). ``amp=True`` runs the forward pass under bfloat16 autocast
     (mixed precision, Micikevicius et al. 2018; bf16 needs no loss scaling), on CUDA only.
+
+    ``loss(net, x0, idx, generator)`` replaces ``diffusion_loss`` on each batch (``idx``: its rows of ``data``,
+    ``generator``: the batches' own), e.g. chapter 07's flow-matching loss with a coupling (``flow.train_flow``);
+    one process, no labels.
 
     Data-parallel when a process group of W > 1 ranks is initialised (torchrun, ``distributed()``): the model
     is wrapped in DistributedDataParallel and ``batch_size`` is the *global* batch B, so the recipe does not
@@ -159,6 +163,8 @@ def train(model: nn.Module, data: Tensor, schedule, *, steps: int = 2000, batch_
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be ≥ 1, got steps={steps}, batch_size={batch_size}")
     device = next(model.parameters()).device
+    if loss is not None and (labels is not None or rank_and_world_size()[1] > 1):
+        raise ValueError("loss replaces diffusion_loss on one process without labels: drop labels, or loss")
     if amp and device.type != "cuda":
         raise ValueError(f"amp=True (bfloat16 autocast) needs a model on CUDA, this one is on {device}")
     rank, world = rank_and_world_size()
@@ -183,13 +189,14 @@ def train(model: nn.Module, data: Tensor, schedule, *, steps: int = 2000, batch_
         idx = torch.randint(0, len(data), (batch,), generator=generator)
         y = None if labels is None else labels[idx].to(device)
         with torch.autocast("cuda", torch.bfloat16, enabled=amp):
-            loss = diffusion_loss(net, data[idx].to(device), schedule, parameterisation, y, p_uncond, generator, rows)
+            value = (diffusion_loss(net, data[idx].to(device), schedule, parameterisation, y, p_uncond, generator, rows)
+                     if loss is None else loss(net, data[idx].to(device), idx, generator))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
         sched.step()
         ema.update(model)
-        result.losses.append(_global_mean(loss.detach(), world))
+        result.losses.append(_global_mean(value.detach(), world))
         if callback is not None and step % callback_every == 0:
             result.seconds += time.perf_counter() - start
             callback(step, result)

@@ -6,7 +6,7 @@ f x + (g²/2σ) ε̂ = α′ x̂₀ + σ′ ε̂. So one ``denoiser.velocity`` s
 model alike, and these samplers are the flow samplers of Lipman et al. (2023) on the straight path.
 
 Signature: ``sampler(denoiser, x, times, *, y=None)``, ``times`` falling from the start (1: noise) to the end
-(t_min or 0: data), e.g. ``processes.uniform_times(steps)``; each yields a ``Step`` after every update.
+(t_min or 0: data), e.g. ``grids.uniform_times(steps)``; each yields a ``Step`` after every update.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ marginals p_t for every λ:
 ``ode_euler`` … in ``samplers.ode``. The score comes from any ``Denoiser``: ∇log p_t = −ε̂/σ.
 
 Signature: ``sampler(denoiser, x, times, *, y=None, generator=None)``, ``times`` falling from 1 (noise) to
-t_min (data), e.g. ``processes.uniform_times(steps, path.t_min)``; each yields a ``Step``. ``langevin`` takes
+t_min (data), e.g. ``grids.uniform_times(steps, path.t_min)``; each yields a ``Step``. ``langevin`` takes
 a plain score function of x instead: it samples one fixed density.
 """
 from __future__ import annotations
@@ -54,12 +54,7 @@ def euler_maruyama(denoiser: Denoiser, x: Tensor, times: Tensor, *, lam: float =
     x = start(x)
     pairs = _pairs(times)
     for i, (t, t_next) in enumerate(pairs):
-        h = t_next - t
-        f, g2 = _f_g2(denoiser.path, t)
-        x0, s = score_at(denoiser, x, t, y)
-        x = x + (f * x - (1 + lam**2) / 2 * g2 * s) * h  # the drift, Eq. 6 (λ = 1) and Eq. 13 (λ = 0)
-        if lam > 0 and i < len(pairs) - 1:
-            x = x + lam * math.sqrt(g2 * -h) * noise_like(x, generator)  # λ g dw̄, dw̄ ~ N(0, |h|)
+        x0, x = _reverse_step(denoiser, x, t, t_next, lam, i < len(pairs) - 1, y, generator)
         yield Step(t, x, x0)
 
 
@@ -78,12 +73,8 @@ def predictor_corrector(denoiser: Denoiser, x: Tensor, times: Tensor, *, snr: fl
     x = start(x)
     pairs = _pairs(times)
     for i, (t, t_next) in enumerate(pairs):
-        h = t_next - t
-        f, g2 = _f_g2(denoiser.path, t)
-        x0, s = score_at(denoiser, x, t, y)
-        x = x + (f * x - g2 * s) * h  # predictor: Euler–Maruyama on the reverse SDE
+        x0, x = _reverse_step(denoiser, x, t, t_next, 1.0, i < len(pairs) - 1, y, generator)  # predictor
         if i < len(pairs) - 1:
-            x = x + math.sqrt(g2 * -h) * noise_like(x, generator)
             for _ in range(corrector_steps):  # corrector: Langevin on p_{t_next}
                 _, s = score_at(denoiser, x, t_next, y)
                 z = noise_like(x, generator)
@@ -130,6 +121,18 @@ def annealed_langevin(denoiser: Denoiser, x: Tensor, times: Tensor, *, steps_per
             x0, s = score_at(denoiser, x, t, y)
             x = x + alpha / 2 * s + math.sqrt(alpha) * noise_like(x, generator)
         yield Step(t, x, x0)
+
+
+def _reverse_step(denoiser: Denoiser, x: Tensor, t: float, t_next: float, lam: float, noisy: bool,
+                  y: Tensor | None, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """(x̂₀, x after one Euler–Maruyama step from t to t_next of the dialled reverse SDE); noise only if ``noisy``."""
+    h = t_next - t
+    f, g2 = _f_g2(denoiser.path, t)
+    x0, s = score_at(denoiser, x, t, y)
+    x = x + (f * x - (1 + lam**2) / 2 * g2 * s) * h  # the drift, Eq. 6 (λ = 1) and Eq. 13 (λ = 0)
+    if lam > 0 and noisy:
+        x = x + lam * math.sqrt(g2 * -h) * noise_like(x, generator)  # λ g dw̄, dw̄ ~ N(0, |h|)
+    return x0, x
 
 
 def _f_g2(path: GaussianPath, t: float) -> tuple[float, float]:
