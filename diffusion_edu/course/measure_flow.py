@@ -104,11 +104,11 @@ def _cell(s: dict) -> str:
 
 def render(result: dict) -> list[str]:
     """Markdown lines: the two quality-against-NFE tables, straightness, and the two goals."""
-    lines = []
+    lines = ["## Chapter 07: flow matching and rectified flow", ""]
     toy, dig = result.get("toy"), result.get("digits")
     if toy:
         nfes = list(next(iter(toy["flows"].values()))["energy_ratio"])
-        lines += [f"### Flow matching, 2-D ({toy['data']}): energy distance / floor against NFE (Euler)", "",
+        lines += [f"### 2-D ({toy['data']}): energy distance / floor against NFE (Euler)", "",
                   f"n = {toy['n']} points, {len(toy['seeds'])} seeds: mean (min–max); floor = real vs real at the "
                   f"same n ({toy['floor']:.2e}). Straightness S/D (Liu et al. 2022): 0 = straight paths.", "",
                   "| flow | " + " | ".join(f"NFE {k}" for k in nfes) + " | straightness |",
@@ -119,7 +119,7 @@ def render(result: dict) -> list[str]:
         lines += ["", _goal_line("2-D energy distance at 1 NFE after reflow", toy["goal"]), ""]
     if dig:
         nfes = list(next(iter(dig["flows"].values()))["fdd_ratio"])
-        lines += ["### Flow matching, digits: FDD / floor against NFE (Euler)", "",
+        lines += ["### Digits: FDD / floor against NFE (Euler)", "",
                   f"n = {dig['n']} digits, {len(dig['seeds'])} seeds: mean (min–max) in the CNN features, the MLP's "
                   "mean in brackets.", "",
                   "| flow | " + " | ".join(f"NFE {k}" for k in nfes) + " | straightness | train s |",
