@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .forward import check_batch
-from .parameterisations import EPS, Parameterisation, as_eps_model, check_parameterisation  # noqa: F401
+from .parameterisations import EPS, Parameterisation, as_eps_model, check_parameterisation  # noqa: F401 (as_eps_model: its old home)
 
 def diffusion_loss(model: nn.Module, x0: Tensor, schedule, parameterisation: Parameterisation = EPS,
                    y: Tensor | None = None, p_uncond: float = 0.0,
@@ -34,8 +34,8 @@ def diffusion_loss(model: nn.Module, x0: Tensor, schedule, parameterisation: Par
 
     ``schedule`` is a discrete ``NoiseSchedule`` (t uniform on its steps) or a continuous ``GaussianPath`` (t
     uniform on [t_min, 1]); the target is ``parameterisation``'s: ε (Ho et al.), x₀, v, the velocity of flow
-    matching (Lipman et al. 2023, Eq. 23) or the score of denoising score matching (Vincent 2011, Eq. 9 — its
-    λ(σ) = σ² weighting of Song & Ermon 2019 is exactly the ε loss).
+    matching (Lipman et al. 2023, Eq. 23) or the score of denoising score matching (Vincent 2011, Eq. 9; unweighted
+    here: Song & Ermon's 2019 weighting λ(σ) = σ² turns it into exactly the ε loss, chapter 06).
     With labels, each one is replaced by the null class with probability ``p_uncond`` (label dropout,
     Ho & Salimans 2022, Algorithm 1), so the same network also learns the unconditional model.
     ``rows`` averages over part of the batch only, after t, ε and the drops are drawn for all of it: a
@@ -132,12 +132,14 @@ def distributed(device: torch.device | str = "cpu") -> Iterator[torch.device]:
 
 
 def train(model: nn.Module, data: Tensor, schedule, *, steps: int = 2000, batch_size: int = 256,
-          lr: float = 2e-3, parameterisation: Parameterisation = EPS, labels: Tensor | None = None, p_uncond: float = 0.0,
+          lr: float = 2e-3, parameterisation: Parameterisation = EPS, labels: Tensor | None = None,
+          p_uncond: float = 0.0,
           ema_decay: float = 0.999, warmup: int = 100, weight_decay: float = 0.0, seed: int = 0,
           amp: bool = False, progress: bool = True, callback: Callable[[int, TrainResult], None] | None = None,
           callback_every: int = 100, loss: Callable[..., Tensor] | None = None) -> TrainResult:
     """Train ``model`` on ``data`` (all examples, (N, …)) with AdamW, a linear warm-up then cosine decay of the
-    learning rate, and EMA weights; chapter 02. ``schedule`` and ``parameterisation`` are as ``diffusion_loss``'s. Seeded: the same seed gives the same weights on a CPU.
+    learning rate, and EMA weights; chapter 02. ``schedule`` and ``parameterisation`` are as ``diffusion_loss``'s.
+    Seeded: the same seed gives the same weights on a CPU.
 
     ``callback(step, result)`` runs every ``callback_every`` steps with the result so far (to log or evaluate;
     its time is not counted in ``result.seconds``). ``amp=True`` runs the forward pass under bfloat16 autocast
