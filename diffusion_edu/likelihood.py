@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from .forward import check_batch
+from .parameterisations import velocity_of
 from .samplers.common import Model
 from .samplers.discrete import _call, timesteps
 from .schedules import NoiseSchedule
@@ -101,7 +102,7 @@ def velocity_divergence(denoiser, x: Tensor, t: float, *, y: Tensor | None = Non
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         x0, eps = denoiser(x, tt, y)
-        u = c.d_alpha * x0 + c.d_sigma * eps
+        u = velocity_of(x0, eps, c)
         flat = u.flatten(1)
         if probes is None:
             div = sum(torch.autograd.grad(flat[:, i].sum(), x, retain_graph=True)[0].flatten(1)[:, i]

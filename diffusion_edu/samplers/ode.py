@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from ..parameterisations import Denoiser
+from ..parameterisations import Denoiser, velocity_of
 from .common import Step, check_output, start
 
 
@@ -76,7 +76,7 @@ def _velocity(denoiser: Denoiser, x: Tensor, t: float, y: Tensor | None) -> tupl
     tt = torch.full((x.shape[0],), t, dtype=torch.float64, device=x.device)
     c = denoiser.path.coefficients(tt, x)
     x0, eps = denoiser(x, tt, y)
-    return x0, check_output(c.d_alpha * x0 + c.d_sigma * eps, x)
+    return x0, check_output(velocity_of(x0, eps, c), x)
 
 
 def _pairs(times: Tensor) -> list[tuple[float, float]]:
