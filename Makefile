@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed
 # torch first, pinned: here that pin is a local CPU wheel, while a bare `torch` pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: lab test test-loaded install clean
+.PHONY: lab test test-loaded install clean site site-full test-site
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -36,6 +36,33 @@ test-loaded: $(STAMP)
 	echo "test-loaded: two busy loops beside the tests (pids$$hogs)"; \
 	DIFFUSION_EDU_FAST=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n 2 --dist loadfile --durations=5 \
 		tests/test_grade.py tests/test_browser.py $(PYTEST_ARGS)
+
+# The course as a website (README, "The course as a website"): Sphinx + myst-nb + sphinx-book-theme, tools from
+# the `site` extra. Every notebook is executed (fast mode here, full settings in `make site-full`, the release
+# build) and its outputs cached per mode in build/site-cache/, so an unchanged notebook is not run again.
+# Strict: a warning (a broken reference, a missing figure) or a notebook that raises fails the build, and
+# site/check_links.py then checks every internal link and anchor of the built HTML (no network).
+SITE_STAMP := $(VENV)/.site-installed
+SITE_DIR   ?= build/site
+SPHINXOPTS ?=
+SPHINX      = OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m sphinx -b html -W --keep-going -n -c site $(SPHINXOPTS)
+
+$(SITE_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,site]"
+	touch $(SITE_STAMP)
+
+site: $(SITE_STAMP)
+	DIFFUSION_EDU_FAST=1 $(SPHINX) -d build/site-doctrees/fast . build/site
+	$(PY) site/check_links.py build/site
+
+site-full: $(SITE_STAMP)
+	DIFFUSION_EDU_FAST=0 $(SPHINX) -d build/site-doctrees/full . build/site-full
+	$(PY) site/check_links.py build/site-full
+
+# The site in a real browser (tests/test_site.py): needs a built site; fails, not skips, when it is missing.
+test-site: $(SITE_STAMP)
+	DIFFUSION_EDU_REQUIRE_SITE=1 DIFFUSION_EDU_SITE_DIR=$(SITE_DIR) $(PY) -m pytest \
+		tests/test_site.py tests/test_site_build.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

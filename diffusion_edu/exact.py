@@ -5,7 +5,8 @@ p_t = Σ_k w_k N(√ᾱ_t μ_k, (ᾱ_t s_k² + 1 − ᾱ_t) I). So the ideal ε-
 (Vincent 2011; Song et al. 2021, Eq. 1 and §3), is a few lines. It is the "perfect network" of the course:
 samplers are tested with it (no training, no error but the sampler's own), and it is what training aims at.
 On a continuous path x_t = α x₀ + σ ε (chapter 06) the same holds with v_k = α² s_k² + σ²: ``score_at``,
-``path_model``, ``denoiser``.
+``path_model``, ``denoiser``. ``Gaussian`` (chapter 08) has a full covariance: its denoiser and every linear
+restoration posterior p(x | y) are closed-form.
 """
 from __future__ import annotations
 
@@ -167,6 +168,80 @@ class GaussianMixture:
         x, _ = self.sample(n, torch.Generator().manual_seed(seed))
         nll = -self.log_prob(x.double())
         return float(nll.mean()), float(nll.std() / math.sqrt(n))
+
+
+class Gaussian:
+    """N(μ, Σ) with a full covariance, over images of shape ``shape`` (D pixels): chapter 08's exact prior.
+
+    Its noised marginals stay Gaussian, p_t = N(α μ, α² Σ + σ² I), so with Σ = Q diag(λ) Qᵀ the ideal denoiser is
+    E[x₀ | x_t] = μ + Q diag(αλ/(α²λ + σ²)) Qᵀ (x_t − α μ), and for every linear measurement y = A x + σ_y n the
+    posterior p(x | y) is Gaussian too (``posterior``): the answer every restoration solver is checked against.
+    """
+
+    def __init__(self, mean: Tensor, cov: Tensor, shape: tuple[int, ...] | None = None):
+        self.mean = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)  # (D,)
+        self.cov = torch.as_tensor(cov, dtype=torch.float64)  # (D, D)
+        D = len(self.mean)
+        if self.cov.shape != (D, D) or not torch.allclose(self.cov, self.cov.T, atol=1e-10):
+            raise ValueError(f"cov must be a symmetric ({D}, {D}) matrix, got shape {tuple(self.cov.shape)}")
+        self.lam, self.Q = torch.linalg.eigh(self.cov)  # Σ = Q diag(λ) Qᵀ
+        if self.lam.min() < -1e-8 * self.lam.max():
+            raise ValueError(f"cov must be positive semi-definite, its smallest eigenvalue is {self.lam.min():.3g}")
+        self.lam = self.lam.clamp_min(0)
+        self.shape = (D,) if shape is None else tuple(shape)
+        if math.prod(self.shape) != D:
+            raise ValueError(f"shape {self.shape} must hold the mean's {D} entries")
+        self.num_classes = None
+
+    @classmethod
+    def fit(cls, x: Tensor, jitter: float = 1e-4) -> "Gaussian":
+        """The maximum-likelihood Gaussian of a data set (N, *shape), plus ``jitter``·I: digits have pixels that are
+        always −1 (zero variance), and the jitter keeps Σ invertible, so posteriors exist even for σ_y = 0."""
+        check_batch(x)
+        flat = x.reshape(len(x), -1).double()
+        cov = torch.cov(flat.T, correction=0) + jitter * torch.eye(flat.shape[1], dtype=torch.float64)
+        return cls(flat.mean(0), cov, tuple(x.shape[1:]))
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws μ + Q diag(√λ) z, (n, *shape) float32."""
+        z = torch.randn(n, len(self.mean), generator=generator, dtype=torch.float64)
+        return (self.mean + (z * self.lam.sqrt()) @ self.Q.T).float().reshape(n, *self.shape)
+
+    def x0_given(self, x: Tensor, alpha, sigma) -> Tensor:
+        """E[x₀ | x_t = x] for x_t = α x₀ + σ ε, (B, *shape); α, σ scalars or (B,)-shaped."""
+        check_batch(x)
+        alpha, sigma = (torch.as_tensor(v, dtype=torch.float64).reshape(-1, 1) for v in (alpha, sigma))
+        flat = x.reshape(len(x), -1).double() - alpha * self.mean  # (B, D)
+        gain = alpha * self.lam / (alpha**2 * self.lam + sigma**2)  # (B or 1, D), the Wiener filter per eigen-direction
+        return (self.mean + ((flat @ self.Q) * gain) @ self.Q.T).to(x.dtype).reshape(x.shape)
+
+    def cov_given(self, alpha: float, sigma: float) -> Tensor:
+        """Cov[x₀ | x_t] = Q diag(λσ²/(α²λ + σ²)) Qᵀ, (D, D): the same for every x_t (a Gaussian's posterior)."""
+        return (self.Q * (self.lam * sigma**2 / (alpha**2 * self.lam + sigma**2))) @ self.Q.T
+
+    def eps_model(self, schedule: NoiseSchedule):
+        """The exact ε-predictor on a discrete ``schedule``, ``model(x, t, y=None)``: ε̂ = (x − √ᾱ x̂₀)/√(1 − ᾱ)."""
+
+        def model(x: Tensor, t, y: Tensor | None = None) -> Tensor:
+            t = check_timesteps(torch.as_tensor(t).round().long(), schedule.T, x.shape[0]).cpu()
+            abar = schedule.alpha_bars[t].reshape(-1, *[1] * (x.ndim - 1))
+            x0 = self.x0_given(x.cpu(), abar.sqrt().reshape(-1), (1 - abar).sqrt().reshape(-1))
+            return ((x.cpu().double() - abar.sqrt() * x0.double()) / (1 - abar).sqrt()).to(x.dtype).to(x.device)
+
+        model.num_classes = None
+        return model
+
+    def posterior(self, op, y: Tensor, sigma_y: float = 0.0) -> tuple[Tensor, Tensor]:
+        """p(x | y) = N(m, C) for y = A x + σ_y n (``restoration.operators``): with S = A Σ Aᵀ + σ_y² I and the
+        gain K = Σ Aᵀ S⁻¹, m = μ + K (y − A μ) and C = Σ − K A Σ (Bishop 2006, Eqs. 2.113–2.117). Returns m
+        (B, *shape) and C (D, D), the same for every y."""
+        y = op.check_measurement(y).double()
+        A = op.matrix
+        S = A @ self.cov @ A.T + sigma_y**2 * torch.eye(op.m, dtype=torch.float64)  # (m, m)
+        K = torch.linalg.solve(S, A @ self.cov).T  # (D, m); S is symmetric
+        mean = self.mean + (y - self.mean @ A.T) @ K.T  # (B, D)
+        cov = self.cov - K @ A @ self.cov
+        return mean.float().reshape(len(y), *self.shape), 0.5 * (cov + cov.T)
 
 
 def gaussian(mean: Tensor, std: float) -> GaussianMixture:

@@ -209,6 +209,24 @@ def _flow(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dic
                             **({"stored": "float16"} if digits_net else {}))
 
 
+# Chapter 08: SR3 for 2× super-resolution of digits (8×8 from 4×4 block averages, noise-free): chapter 03's U-Net,
+# schedule and budget, with the up-sampled measurement A⁺y as a second input channel (``restoration.sr3``).
+SR3_TASK = dict(size=8, factor=2)
+
+
+def _sr3(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    from .restoration import downsample, sr3
+    config = dict(DIGITS_UNET, cond_channels=1)
+    torch.manual_seed(0)
+    model = UNet(**config).to(device)
+    result = sr3.train_sr3(model, digits("train")[0].to(device), downsample(**SR3_TASK), get_schedule(DIGITS_SCHEDULE),
+                           seed=0, progress=False, **training_args(DIGITS_TRAINING))
+    result.ema.cpu()
+    return result.ema, dict(kind="unet", config=config, schedule=DIGITS_SCHEDULE, objective=DIGITS_TRAINING["objective"],
+                            training=DIGITS_TRAINING, task=dict(SR3_TASK, operator="downsample", sigma_y=0.0),
+                            stored="float16", train_seconds=round(result.seconds, 1))
+
+
 RECIPES: dict[str, Callable[..., tuple[nn.Module, dict]]] = {  # recipe(name, device="cpu")
     "digits-uncond": lambda name, device="cpu": _digits_unet(name, conditional=False, device=device),
     "digits-cond": lambda name, device="cpu": _digits_unet(name, conditional=True, device=device),
@@ -217,6 +235,7 @@ RECIPES: dict[str, Callable[..., tuple[nn.Module, dict]]] = {  # recipe(name, de
     **{f"toy-{d}": _toy for d in TOY2D},
     **{f"{net}-flow{suffix}": _flow for net in ("digits", FLOW_DATA) for suffix in ("", "-ot", "-reflow")},
     **{name: _digits_sde for name in SDE_PATHS},
+    "digits-sr3": _sr3,
 }
 
 

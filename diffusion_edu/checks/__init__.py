@@ -11,4 +11,5 @@ from .ch03 import check_attention, check_eps_from_v_abar, check_resblock_forward
 from .ch02 import check_ddpm_loss, check_ddpm_sampler, check_ddpm_step, check_posterior_mean_var, check_predict_x0  # noqa: F401
 from .ch04 import check_ddim_step, check_dpm_solver_pp_2m_step, check_euler_step, check_heun_step  # noqa: F401
 from .ch07 import check_cfm_pair, check_flow_euler, check_ot_permutation, check_straightness  # noqa: F401
+from .ch08 import check_dps_step, check_gaussian_posterior, check_repaint_merge, check_sr3_input  # noqa: F401
 from .ch06 import check_annealed_step_sizes, check_dsm_loss, check_langevin_step, check_reverse_sde_step  # noqa: F401

@@ -67,13 +67,16 @@ class UNet(nn.Module):
 
     ``attention_levels`` lists the levels with self-attention (indexed like ``channels``, −1 = deepest); ``num_classes`` makes it class-conditional
     (with a null class for classifier-free guidance). Input (B, in_channels, H, W) with H, W divisible by
-    2^(len(channels) − 1); output the same shape.
+    2^(len(channels) − 1); output the same shape. ``cond_channels`` > 0 conditions it on an image instead: y is
+    then (B, cond_channels, H, W), concatenated to x as extra input channels (SR3, Saharia et al. 2022, §2.2).
     """
 
     def __init__(self, in_channels: int = 1, channels: tuple[int, ...] = (32, 64, 64), num_res_blocks: int = 1,
                  attention_levels: tuple[int, ...] = (-1,), num_classes: int | None = None, groups: int = 8,
-                 dropout: float = 0.0, heads: int = 1, time_scale: float = 1.0):
+                 dropout: float = 0.0, heads: int = 1, time_scale: float = 1.0, cond_channels: int = 0):
         super().__init__()
+        if cond_channels and num_classes:
+            raise ValueError("a UNet is conditioned on labels (num_classes) or on an image (cond_channels), not both")
         if not channels or any(c % min(groups, c) for c in channels):
             raise ValueError(f"channels must be a non-empty tuple of multiples of groups ({groups}), got {channels}")
         if any(not -len(channels) <= a < len(channels) for a in attention_levels):
@@ -81,12 +84,13 @@ class UNet(nn.Module):
                              f"got {attention_levels} for {len(channels)} levels")
         attention_levels = {a % len(channels) for a in attention_levels}
         self.in_channels, self.num_classes, self.levels = in_channels, num_classes, len(channels)
+        self.cond_channels = cond_channels
         self.time = TimeEmbedding(channels[0], scale=time_scale)  # time_scale: as TimeEmbedding's
         emb = self.time.out_dim
         self.labels = LabelEmbedding(num_classes, emb) if num_classes else None
         attn = lambda c, level: SelfAttention(c, groups, heads) if level in attention_levels else nn.Identity()  # noqa: E731
 
-        self.conv_in = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels + cond_channels, channels[0], 3, padding=1)
         self.down = nn.ModuleList()
         skips, c = [channels[0]], channels[0]  # channel count of every skip, in push order
         for level, c_out in enumerate(channels):
@@ -119,6 +123,11 @@ class UNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[2] % factor or x.shape[3] % factor:
             raise ValueError(f"x must have shape (B, {self.in_channels}, H, W) with H and W divisible by "
                              f"{factor}, got {tuple(x.shape)}")
+        if self.cond_channels:
+            if y is None or y.shape != (x.shape[0], self.cond_channels, *x.shape[2:]):
+                raise ValueError(f"y must be the conditioning image, shape {(x.shape[0], self.cond_channels, *x.shape[2:])}, "
+                                 f"got {None if y is None else tuple(y.shape)}")
+            x, y = torch.cat([x, y.to(x)], dim=1), None  # (B, in + cond channels, H, W)
         emb = embed(self.time, self.labels, x, t, y)  # (B, E)
         h = self.conv_in(x)  # (B, channels[0], H, W)
         skips = [h]

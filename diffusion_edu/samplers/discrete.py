@@ -56,12 +56,17 @@ def ddpm(model: Model, x_T: Tensor, schedule: NoiseSchedule, steps: int, *, y: T
     for t, abar, abar_prev in alpha_bar_grid(schedule, steps):
         eps = _call(model, x, t, y)
         x0 = (x - math.sqrt(1 - abar) * eps) / math.sqrt(abar)  # Eq. 15
-        beta = 1 - abar / abar_prev
-        mean = (math.sqrt(abar_prev) * beta / (1 - abar) * x0
-                + math.sqrt(1 - beta) * (1 - abar_prev) / (1 - abar) * x)  # μ̃, Eq. 7
-        var = (1 - abar_prev) / (1 - abar) * beta  # β̃, Eq. 7
-        x = mean + math.sqrt(var) * noise_like(x, generator) if var > 0 else mean
+        x = ddpm_step(x, x0, abar, abar_prev, generator)
         yield Step(t, x, x0)
+
+
+def ddpm_step(x: Tensor, x0: Tensor, abar: float, abar_prev: float, generator: torch.Generator | None) -> Tensor:
+    """x_{t−1} ~ q(x_{t−1} | x_t, x̂₀) = N(μ̃, β̃ I), Ho et al. (2020), Eqs. 6–7, with β = 1 − ᾱ_t/ᾱ_{t−1}."""
+    beta = 1 - abar / abar_prev
+    mean = (math.sqrt(abar_prev) * beta / (1 - abar) * x0
+            + math.sqrt(1 - beta) * (1 - abar_prev) / (1 - abar) * x)  # μ̃, Eq. 7
+    var = (1 - abar_prev) / (1 - abar) * beta  # β̃, Eq. 7
+    return mean + math.sqrt(var) * noise_like(x, generator) if var > 0 else mean
 
 
 @torch.no_grad()
