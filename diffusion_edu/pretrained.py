@@ -227,6 +227,60 @@ def _sr3(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict
                             stored="float16", train_seconds=round(result.seconds, 1))
 
 
+# Chapters 09–11: shape scenes (``data.shapes``). The judges (``attributes``: a CNN, and an MLP as the second feature
+# space, trained on every colour–shape pair), the autoencoder of latent diffusion, and two diffusion models trained
+# for the same wall-time on one core: one in its latent space (4×8×8), one on the pixels (3×32×32).
+SHAPES_N = 20_000  # training scenes
+SHAPES_AUTOENCODER = dict(channels=(16, 32, 64), z_channels=4)  # 32×32×3 → 4×8×8: f = 4, 12× fewer numbers
+SHAPES_AE_TRAINING = dict(beta=1e-3, steps=2500, batch_size=32, lr=1e-3)
+SHAPES_LATENT_UNET = dict(in_channels=4, channels=(64, 128), attention_levels=(-1,))
+SHAPES_PIXEL_UNET = dict(in_channels=3, channels=(32, 64, 64), attention_levels=(-1,))
+# steps chosen for about the same training time on one core (the manifest records both): a latent step is ~5× cheaper
+SHAPES_LATENT_TRAINING = dict(DIGITS_TRAINING, steps=3000, batch_size=64)
+SHAPES_PIXEL_TRAINING = dict(DIGITS_TRAINING, steps=600, batch_size=64)
+
+
+def _shapes_classifier(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:  # on the CPU
+    from . import attributes
+    cnn = name == "shapes-classifier"
+    model, info = attributes.train_classifier(attributes.ShapesClassifier() if cnn else attributes.ShapesMLP(),
+                                              n=SHAPES_N, epochs=6 if cnn else 30, seed=0 if cnn else 1, shifts=cnn)
+    return model, dict(info, kind="shapes-classifier" if cnn else "shapes-mlp", config={},
+                       **({} if cnn else {"stored": "float16"}))  # the MLP's 3072 × 256 first layer: half the bytes
+
+
+def _shapes_autoencoder(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    from .data.shapes import shapes
+    from .latent import latent_scale
+    from .nets.autoencoder import Autoencoder, train_autoencoder
+    torch.manual_seed(0)
+    ae = Autoencoder(**SHAPES_AUTOENCODER).to(device)
+    x = shapes("train", SHAPES_N).images
+    result = train_autoencoder(ae, x, seed=0, **SHAPES_AE_TRAINING)
+    ae.cpu()
+    recon, kl = (sum(v) / 100 for v in zip(*result.losses[-100:]))
+    return ae, dict(kind="autoencoder", config=SHAPES_AUTOENCODER, training=SHAPES_AE_TRAINING,
+                    scale=round(latent_scale(ae, x), 5), final_reconstruction=round(recon, 3), final_kl=round(kl, 2),
+                    train_seconds=round(result.seconds, 1))
+
+
+def _shapes_diffusion(name: str, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    from .data.shapes import shapes
+    from .latent import encode
+    x, extra = shapes("train", SHAPES_N).images, {}
+    config, training = SHAPES_PIXEL_UNET, SHAPES_PIXEL_TRAINING
+    if name == "shapes-latent":
+        ae = load("shapes-autoencoder")
+        x, config, training = encode(ae.model, x, ae.info["scale"]), SHAPES_LATENT_UNET, SHAPES_LATENT_TRAINING
+        extra = dict(autoencoder="shapes-autoencoder", autoencoder_sha256=ae.info["sha256"], scale=ae.info["scale"])
+    torch.manual_seed(0)
+    model = UNet(**config).to(device)
+    result = train(model, x.to(device), get_schedule(DIGITS_SCHEDULE), seed=0, progress=False, **training_args(training))
+    result.ema.cpu()
+    return result.ema, dict(extra, kind="unet", config=config, schedule=DIGITS_SCHEDULE, objective=training["objective"],
+                            training=training, stored="float16", train_seconds=round(result.seconds, 1))
+
+
 RECIPES: dict[str, Callable[..., tuple[nn.Module, dict]]] = {  # recipe(name, device="cpu")
     "digits-uncond": lambda name, device="cpu": _digits_unet(name, conditional=False, device=device),
     "digits-cond": lambda name, device="cpu": _digits_unet(name, conditional=True, device=device),
@@ -236,6 +290,11 @@ RECIPES: dict[str, Callable[..., tuple[nn.Module, dict]]] = {  # recipe(name, de
     **{f"{net}-flow{suffix}": _flow for net in ("digits", FLOW_DATA) for suffix in ("", "-ot", "-reflow")},
     **{name: _digits_sde for name in SDE_PATHS},
     "digits-sr3": _sr3,
+    "shapes-classifier": _shapes_classifier,
+    "shapes-classifier-mlp": _shapes_classifier,
+    "shapes-autoencoder": _shapes_autoencoder,
+    "shapes-latent": _shapes_diffusion,
+    "shapes-pixel": _shapes_diffusion,
 }
 
 
@@ -304,8 +363,11 @@ def available(root: Path = WEIGHTS) -> list[str]:
 
 def _build(entry: dict) -> nn.Module:
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in entry["config"].items()}
+    from . import attributes
+    from .nets.autoencoder import Autoencoder
     kinds = {"unet": UNet, "mlp": MLPDenoiser, "classifier": evaluate.DigitsClassifier,
-             "mlp-classifier": evaluate.DigitsMLP}
+             "mlp-classifier": evaluate.DigitsMLP, "shapes-classifier": attributes.ShapesClassifier,
+             "shapes-mlp": attributes.ShapesMLP, "autoencoder": Autoencoder}
     return kinds[entry["kind"]](**config)
 
 

@@ -21,10 +21,13 @@ def test_quick_bench_writes_markdown_and_json(tmp_path):
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["quick"] is True and saved["n_eval"] == 200 and saved["seeds"] == 2
     text = out.read_text()
+    assert "## Chapter 09" in text
     assert text.startswith("# Benchmarks") and "--quick" in text and "## Goals" in text and "## Floors" in text
     digit_rows = report["uncond"] + report["cond"] + report["training_curve"]
     ratios = [row[space]["fdd_ratio"] for row in digit_rows for space in ("cnn", "mlp")]
     ratios += [row["sw_ratio"] for row in report["toys"]]
+    ratios += [row[space]["mean"] for m in report["latent"]["models"].values() for row in m["rows"].values()
+               for space in ("cnn", "mlp")]  # chapter 09
     assert ratios and all(isinstance(v, float) and math.isfinite(v) and v > 0 for v in ratios)
     assert all(row["cnn"]["lo"] <= row["cnn"]["fdd_ratio"] <= row["cnn"]["hi"] for row in digit_rows)
     for space in ("cnn", "mlp"):  # equal class counts sit below the honest floor; one real draw scatters about it

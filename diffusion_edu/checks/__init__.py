@@ -13,3 +13,4 @@ from .ch04 import check_ddim_step, check_dpm_solver_pp_2m_step, check_euler_step
 from .ch07 import check_cfm_pair, check_flow_euler, check_ot_permutation, check_straightness  # noqa: F401
 from .ch08 import check_dps_step, check_gaussian_posterior, check_repaint_merge, check_sr3_input  # noqa: F401
 from .ch06 import check_annealed_step_sizes, check_dsm_loss, check_langevin_step, check_reverse_sde_step  # noqa: F401
+from .ch09 import check_decode_latents, check_effective_log_snr, check_kl_divergence, check_latent_scale, check_reparameterise  # noqa: F401

@@ -19,7 +19,7 @@ import torch
 from .. import evaluate, pretrained
 from . import authoring
 from .authoring import ROOT
-from . import measure_flow, measure_score, verify
+from . import measure_flow, measure_latent, measure_score, verify
 from .memory import proc_memory_mib
 from ..data import TOY2D, digits, toy2d
 from ..guidance import cfg
@@ -272,6 +272,7 @@ def sections(quick: bool) -> dict:
         samplers=lambda j: verify.sampler_verification(),
         score=lambda j: measure_score.measure(quick),  # chapter 06
         flow=lambda j: measure_flow.measure(quick),  # chapter 07
+        latent=lambda j: measure_latent.measure(quick),  # chapter 09
     )
 
 

@@ -11,7 +11,7 @@ import torch
 
 from .. import evaluate, pretrained
 from .authoring import ROOT
-from . import bench, measure_flow, measure_score
+from . import bench, measure_flow, measure_latent, measure_score
 from .bench import COND_W, GOALS, PEER_SECONDS
 
 
@@ -188,6 +188,7 @@ def render(r: dict) -> str:
         lines += render_peer(r["peer"]) + ([f"Note: {r['peer_note']}.", ""] if r.get("peer_note") else [])
     lines += measure_score.render(r["score"]) if r.get("score") else []  # chapter 06
     lines += measure_flow.render(r["flow"]) if r.get("flow") else []  # chapter 07
+    lines += measure_latent.render(r["latent"]) if r.get("latent") else []  # chapter 09
     lines += [f"## 2-D toys (DPM-Solver++; {pretrained.TOY_EVAL['steps']} steps for the goal, and 20)", "",
               "Floors here are fresh draws of a continuous distribution: no repeats to worry about.", "",
               _table(r["toys"], [("data", "data"), ("train_seconds", "training s"),
