@@ -12,6 +12,12 @@ from diffusion_edu.nets.autoencoder import Autoencoder, autoencoder_loss, kl_div
 from checking import assert_names_mistake
 
 
+
+def tiny_autoencoder() -> Autoencoder:
+    """A seeded, untrained autoencoder on 8×8 images: enough to tie a reference to the package's code."""
+    torch.manual_seed(0)
+    return Autoencoder(channels=(8, 16), z_channels=2, groups=4).eval()
+
 def not_done(*args):
     raise NotImplementedError()
 
@@ -70,8 +76,7 @@ def test_kl_is_zero_at_the_prior_and_is_the_autoencoders_term():
     torch.testing.assert_close(kl_divergence(zeros, zeros), torch.zeros(3))
     mean, logvar = ch09._gaussian(0)
     assert (kl_divergence(mean, logvar) >= 0).all()
-    torch.manual_seed(0)
-    ae = Autoencoder(channels=(8, 16), z_channels=2, groups=4).eval()
+    ae = tiny_autoencoder()
     x = torch.rand(3, 3, 8, 8) * 2 - 1
     _, _, kl = autoencoder_loss(ae, x, beta=1e-3, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(kl, kl_solution(*ae.encode(x)).mean())
@@ -109,8 +114,7 @@ def test_reparameterise_check_names_each_mistake(name):
 
 def test_reparameterise_is_how_the_autoencoder_samples():
     """Autoencoder.forward decodes μ + exp(½ log σ²) ε with ε its generator's first draw."""
-    torch.manual_seed(0)
-    ae = Autoencoder(channels=(8, 16), z_channels=2, groups=4).eval()
+    ae = tiny_autoencoder()
     x = torch.rand(3, 3, 8, 8) * 2 - 1
     with torch.no_grad():
         x_hat, mean, logvar = ae(x, torch.Generator().manual_seed(1))
@@ -155,8 +159,7 @@ def test_scale_check_names_each_mistake(name):
 
 def test_the_scale_is_the_packages_and_gives_unit_std_latents():
     """latent.latent_scale is 1 / std of the encoder's means, and latent.encode's latents then have std 1."""
-    torch.manual_seed(0)
-    ae = Autoencoder(channels=(8, 16), z_channels=2, groups=4).eval()
+    ae = tiny_autoencoder()
     x = torch.rand(20, 3, 8, 8) * 2 - 1
     s = latent.latent_scale(ae, x, batch_size=7)
     with torch.no_grad():
@@ -245,8 +248,7 @@ def test_the_checks_decoder_leaves_the_data_range_so_the_clamp_matters():
 
 
 def test_reference_decode_is_the_packages():
-    torch.manual_seed(0)
-    ae = Autoencoder(channels=(8, 16), z_channels=2, groups=4).eval()
+    ae = tiny_autoencoder()
     z = 3 * torch.randn(4, 2, 4, 4)
     with torch.no_grad():
         torch.testing.assert_close(latent.decode(ae, z, 0.5, batch_size=3), decode_solution(ae.decode, z, 0.5))
