@@ -9,10 +9,9 @@ chapter (a notebook and its README row) changes the site with no edit here.
 What the extension does, all at build time and all in memory (``notebooks/*.ipynb`` are never written):
 
 - ``source-read``: each chapter's notebook JSON gets a header under its title (Open in Colab, Download the
-  notebook, its exercise and solution, its run time, previous/next chapter) and its ``$$`` blocks set apart
-  as Jupyter reads them (see ``separate_display_math``); the stamped Colab badge cell is dropped (the header
-  has the link) and the stamped set-up cell ("install the package if it is missing", for Colab) is tagged
-  ``remove-cell`` (it still runs). The README, the landing page, gets the site's toctree.
+  notebook, its exercise and solution, its run time, previous/next chapter); the stamped Colab badge cell is
+  dropped (the header has the link) and the stamped set-up cell ("install the package if it is missing", for
+  Colab) is tagged ``remove-cell`` (it still runs). The README, the landing page, gets the site's toctree.
 - ``doctree-read``: every ipywidgets view becomes its static figure: the Output widget's captured outputs (the
   figure for the controls' initial values), the controls' values in words, a tqdm bar as its final text.
   No widget JavaScript is loaded, from a CDN or otherwise.
@@ -224,39 +223,6 @@ def header_markdown(chapter: Chapter, chapters: list[Chapter], *, fast: bool, ro
     ])
 
 
-def separate_display_math(markdown: str) -> str:
-    """Blank lines around every ``$$`` display block that opens a line, as Jupyter reads it.
-
-    Jupyter lifts math out before it parses the markdown, so a ``$$`` block may follow a line of text directly
-    and hold lines such as ``- \\frac{…}``. MyST parses the markdown first: there such a block stays inside
-    the paragraph and its ``- `` line becomes a list item. With a blank line before and after, MyST reads
-    the block as display math, verbatim, as Jupyter shows it.
-    """
-    lines, out, i, fence = markdown.split("\n"), [], 0, False
-    while i < len(lines):
-        line = lines[i]
-        if line.lstrip().startswith(("```", "~~~")):
-            fence = not fence
-        if fence or not line.lstrip().startswith("$$"):
-            out.append(line)
-            i += 1
-            continue
-        end = i if line.strip() != "$$" and line.rstrip().endswith("$$") and len(line.strip()) > 4 else None
-        if end is None:
-            end = next((j for j in range(i + 1, len(lines)) if lines[j].rstrip().endswith("$$")), None)
-        if end is None:  # no closing $$: leave it to MyST
-            out.append(line)
-            i += 1
-            continue
-        if out and out[-1].strip():
-            out.append("")
-        out.extend(lines[i:end + 1])
-        if end + 1 < len(lines) and lines[end + 1].strip():
-            out.append("")
-        i = end + 1
-    return "\n".join(out)
-
-
 def inject_header(notebook_json: str, chapter: Chapter, chapters: list[Chapter], *, fast: bool,
                   root: Path = ROOT) -> str:
     """The chapter's notebook (JSON text) as the site shows it: header under the title, badge dropped, set-up hidden.
@@ -270,10 +236,6 @@ def inject_header(notebook_json: str, chapter: Chapter, chapters: list[Chapter],
             tags = cell["metadata"].setdefault("tags", [])
             if "remove-cell" not in tags:
                 tags.append("remove-cell")
-    for cell in cells:
-        if cell["cell_type"] == "markdown":
-            source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            cell["source"] = separate_display_math(source)
     header = header_markdown(chapter, chapters, fast=fast, root=root)
     for cell in cells:
         source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]

@@ -267,9 +267,39 @@ def test_the_output_cache_is_one_a_mode_and_package(tmp_path):
     assert changed != fast and not fast.exists()
 
 
-def test_display_math_is_set_apart_as_jupyter_reads_it():
-    text = "Bayes' rule reads\n$$\na\n- b\n$$\nwhere a is\n```\n$$ in code\n```\n$$x = 1$$\nend"
-    assert site.separate_display_math(text) == \
-        "Bayes' rule reads\n\n$$\na\n- b\n$$\n\nwhere a is\n```\n$$ in code\n```\n\n$$x = 1$$\n\nend"
-    assert site.separate_display_math("one\n\n$$\nx\n$$\n\ntwo") == "one\n\n$$\nx\n$$\n\ntwo"
-    assert site.separate_display_math("open $$ never closed") == "open $$ never closed"
+def _display_math_not_set_apart(markdown: str) -> list[int]:
+    """Line numbers of ``$$`` blocks that touch a line of text: MyST (the site) reads them only with a blank line
+    before and after, whereas Jupyter lifts math out before it parses the markdown and shows them either way."""
+    lines, bad, i, fence = markdown.split("\n"), [], 0, False
+    while i < len(lines):
+        line = lines[i]
+        if line.lstrip().startswith(("```", "~~~")):
+            fence = not fence
+        if fence or not line.lstrip().startswith("$$"):
+            i += 1
+            continue
+        one_line = line.strip() != "$$" and line.rstrip().endswith("$$") and len(line.strip()) > 4
+        end = i if one_line else next((j for j in range(i + 1, len(lines)) if lines[j].rstrip().endswith("$$")), None)
+        if end is None:  # no closing $$: not a display block
+            i += 1
+            continue
+        if (i > 0 and lines[i - 1].strip()) or (end + 1 < len(lines) and lines[end + 1].strip()):
+            bad.append(i + 1)
+        i = end + 1
+    return bad
+
+
+def test_the_checker_finds_display_math_that_touches_text():
+    assert _display_math_not_set_apart("Bayes' rule reads\n$$\na\n- b\n$$\n\nend") == [2]
+    assert _display_math_not_set_apart("one\n\n$$x = 1$$\nwhere") == [3]
+    assert _display_math_not_set_apart("one\n\n$$\nx\n$$\n\ntwo\n```\n$$ in code\n```") == []
+    assert _display_math_not_set_apart("open $$ never closed") == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_display_math_block_is_set_apart_by_blank_lines(path):
+    # The site shows the notebooks as they are (no in-memory rewriting), so each $$ block needs its blank lines.
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    bad = {i: found for i, cell in enumerate(cells) if cell["cell_type"] == "markdown"
+           and (found := _display_math_not_set_apart("".join(cell["source"])))}
+    assert not bad, f"{path.name}: $$ blocks without a blank line before and after (cell: lines) {bad}"
