@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .data.shapes import COLOURS, LABEL_NAMES, LAYOUTS, NONE, SHAPES, SIZES, shapes
+from .evaluate import _require_eval
 from .forward import check_batch
 from .metrics import frechet_distance
 
@@ -27,12 +28,13 @@ N_REF = 2000  # real test scenes it is measured against
 # classes of each head; a second object's heads have one more: "no second object"
 HEADS = dict(zip(LABEL_NAMES, (len(LAYOUTS), len(COLOURS), len(SHAPES), len(SIZES),
                                len(COLOURS) + 1, len(SHAPES) + 1, len(SIZES) + 1)))
+_NONE_CLASS = torch.tensor(list(HEADS.values())) - 1  # each head's last class: "no second object" on heads 4–6
+_SECOND = torch.tensor([name.endswith("1") for name in LABEL_NAMES])  # the heads of the second object
 
 
 def _targets(labels: Tensor) -> Tensor:
     """Labels with ``NONE`` (no second object) mapped to each head's last class."""
-    last = torch.tensor(list(HEADS.values())) - 1
-    return torch.where(labels == NONE, last.to(labels), labels)
+    return torch.where(labels == NONE, _NONE_CLASS.to(labels), labels)
 
 
 class ShapesClassifier(nn.Module):
@@ -111,8 +113,8 @@ def predict(classifier: nn.Module, x: Tensor) -> Tensor:
     """The classifier's labels for scenes x: (B, 7) in ``LABEL_NAMES`` order, ``NONE`` for no second object."""
     _require_eval(classifier)
     out = torch.stack([logits.argmax(1) for logits in classifier(x.clamp(-1, 1))], dim=1)
-    last = torch.tensor(list(HEADS.values()), device=out.device) - 1
-    return torch.where((out == last) & (torch.arange(7, device=out.device) >= 4), NONE, out)
+    absent = (out == _NONE_CLASS.to(out.device)) & _SECOND.to(out.device)
+    return torch.where(absent, NONE, out)
 
 
 def attribute_accuracy(classifier: nn.Module, x: Tensor, labels: Tensor) -> dict[str, float]:
@@ -159,8 +161,3 @@ def fd_ratio(classifier: nn.Module, samples: Tensor) -> float:
 def _check_scenes(x: Tensor) -> None:
     if x.ndim != 4 or x.shape[1:] != (3, 32, 32):
         raise ValueError(f"x must have shape (B, 3, 32, 32) (shape scenes), got {tuple(x.shape)}")
-
-
-def _require_eval(model: nn.Module) -> None:
-    if model.training:
-        raise RuntimeError("the classifier must be in eval() mode for evaluation (dropout changes its features)")
